@@ -1,0 +1,172 @@
+"""Identity matching: the phones, e-mails and accounts of an event find (or make) one contact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.channels.base import Sender
+from hub.leads.emails import normalize_email
+from hub.leads.phones import normalize_phone
+from hub.models import Contact, DuplicateSuggestion, Identity
+from hub.sql import insert_ignore
+
+# Which claim decides the contact when an event's identities point at different people:
+# provider accounts first (they cannot be typed by someone else), then phones, then e-mail.
+PRIORITY = {"telegram": 0, "phone": 1, "email": 2}
+
+
+@dataclass(frozen=True)
+class Claim:
+    kind: str  # phone | email | telegram
+    value: str  # the matching form: E.164, lower-case e-mail, account id; as written if invalid
+    raw: str
+    valid: bool = True
+    meta: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Match:
+    contact: Contact
+    created: bool
+    duplicates: tuple[int, ...]  # other contacts this event also claimed; never merged here
+
+
+def phone_claim(raw: str, region: str | None) -> Claim:
+    e164 = normalize_phone(raw, region)
+    if e164 is None:
+        # Kept exactly as written: a wrong guess would attach someone else's number.
+        return Claim("phone", " ".join(raw.split())[:254], raw[:254], valid=False)
+    return Claim("phone", e164, raw[:254])
+
+
+def claims_of(sender: Sender, region: str | None) -> list[Claim]:
+    claims: list[Claim] = []
+    if sender.telegram_id:
+        meta = (("username", sender.telegram_username),) if sender.telegram_username else ()
+        claims.append(
+            Claim("telegram", str(sender.telegram_id), str(sender.telegram_id), True, meta)
+        )
+    claims.extend(phone_claim(p, region) for p in sender.phones if p.strip())
+    for raw in sender.emails:
+        email = normalize_email(raw)
+        if email is not None:
+            claims.append(Claim("email", email, raw[:254]))
+        elif raw.strip():
+            claims.append(Claim("email", raw.strip().lower()[:254], raw[:254], valid=False))
+    unique: dict[tuple[str, str], Claim] = {}
+    for claim in claims:
+        unique.setdefault((claim.kind, claim.value), claim)
+    return sorted(unique.values(), key=lambda c: PRIORITY[c.kind])
+
+
+async def add_identity(session: AsyncSession, contact_id: int, claim: Claim) -> bool:
+    """Attach an identity unless it exists; True when it was added."""
+    new_id = await insert_ignore(
+        session,
+        Identity.__table__,  # type: ignore[arg-type]  # a declarative Table
+        {
+            "contact_id": contact_id,
+            "kind": claim.kind,
+            "value": claim.value,
+            "raw": claim.raw,
+            "valid": claim.valid,
+            "meta": dict(claim.meta),
+        },
+        ["kind", "value"],
+    )
+    return new_id is not None
+
+
+async def suggest_duplicate(
+    session: AsyncSession, contact_id: int, other_id: int, reason: str
+) -> None:
+    low, high = sorted((contact_id, other_id))
+    await insert_ignore(
+        session,
+        DuplicateSuggestion.__table__,  # type: ignore[arg-type]  # a declarative Table
+        {"contact_id": low, "other_id": high, "reason": reason, "status": "open"},
+        ["contact_id", "other_id"],
+    )
+
+
+async def find_identities(session: AsyncSession, claims: list[Claim]) -> list[Identity]:
+    if not claims:
+        return []
+    keys = [(c.kind, c.value) for c in claims]
+    rows = await session.scalars(
+        select(Identity).where(tuple_(Identity.kind, Identity.value).in_(keys))
+    )
+    return list(rows)
+
+
+async def match_contact(session: AsyncSession, sender: Sender, region: str | None) -> Match:
+    """Find the sender's contact by any identity, or create it; attach the new identities.
+
+    When the claims point at two different contacts, the event joins the contact of the
+    strongest claim and a duplicate suggestion is recorded: anyone can type anyone's phone
+    into a form, so only an operator (or provider proof) merges people.
+    """
+    claims = claims_of(sender, region)
+    found = {(i.kind, i.value): i for i in await find_identities(session, claims)}
+    owners: list[int] = []
+    for claim in claims:
+        identity = found.get((claim.kind, claim.value))
+        if identity is not None and identity.contact_id not in owners:
+            owners.append(identity.contact_id)
+    created = False
+    if owners:
+        contact = await session.get_one(Contact, owners[0])
+    else:
+        contact = Contact(name=sender.name, company=sender.company)
+        session.add(contact)
+        await session.flush()
+        created = True
+    for other in owners[1:]:
+        shared = [
+            f"{c.kind} {c.value}"
+            for c in claims
+            if (i := found.get((c.kind, c.value))) is not None and i.contact_id == other
+        ]
+        await suggest_duplicate(
+            session, contact.id, other, f"one message also claimed {', '.join(shared)}"
+        )
+    for claim in claims:
+        identity = found.get((claim.kind, claim.value))
+        if identity is None:
+            await add_identity(session, contact.id, claim)
+        elif identity.contact_id == contact.id and claim.meta and dict(claim.meta) != identity.meta:
+            identity.meta = {**identity.meta, **dict(claim.meta)}  # usernames change
+    if not created:
+        if sender.name and not contact.name:
+            contact.name = sender.name
+        if sender.company and not contact.company:
+            contact.company = sender.company
+    return Match(contact=contact, created=created, duplicates=tuple(owners[1:]))
+
+
+def identities_by_kind(identities: list[Identity]) -> dict[str, Any]:
+    """The contact shape's identity lists: phones (E.164), emails, telegram accounts."""
+    out: dict[str, Any] = {"phones": [], "emails": [], "telegram": [], "invalid_phones": []}
+    for identity in sorted(identities, key=lambda i: i.id):
+        if identity.kind == "phone":
+            out["phones" if identity.valid else "invalid_phones"].append(identity.value)
+        elif identity.kind == "email":
+            out["emails"].append(identity.value)
+        elif identity.kind == "telegram":
+            out["telegram"].append(
+                {"id": identity.value, "username": identity.meta.get("username")}
+            )
+    return out
+
+
+def phone_filter(value: str, region: str | None) -> Any:
+    """A WHERE clause matching a contact's phone typed in any format."""
+    claim = phone_claim(value, region)
+    return or_(
+        (Identity.kind == "phone") & (Identity.value == claim.value),
+        (Identity.kind == "phone") & (Identity.raw == value.strip()),
+    )

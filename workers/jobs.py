@@ -1,0 +1,26 @@
+"""arq jobs: each takes the shared context built once in on_startup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import Retry
+
+from hub.inbox.live import publish
+from hub.inbox.replies import DeliveryError, deliver_item
+from hub.runtime import Runtime
+
+RUNTIME = "runtime"
+
+
+async def deliver(ctx: dict[str, Any], item_id: int) -> str:
+    """Send one queued reply. Transient failures retry with backoff; permanent ones mark the
+    item failed with the reason, so a blocked recipient never causes a retry storm."""
+    runtime: Runtime = ctx[RUNTIME]
+    try:
+        events = await deliver_item(runtime.db, runtime.channels, item_id, ctx.get("http"))
+    except DeliveryError as exc:
+        tries = int(ctx.get("job_try", 1))
+        raise Retry(defer=exc.retry_after or min(300, 2**tries)) from exc
+    await publish(runtime.redis, runtime.settings.redis_prefix, events)
+    return events[0].data["status"] if events else "skipped"
