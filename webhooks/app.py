@@ -13,7 +13,7 @@ from aiohttp import web
 from hub.runtime import Runtime
 from webhooks import api, forms, health
 from webhooks.context import RUNTIME
-from webhooks.responses import error
+from webhooks.responses import error, json_response
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -31,6 +31,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     try:
         response = await handler(request)
     except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects are answers, not errors
         response = _json_http_error(exc)
     except Exception:
         log.exception("request_failed", method=request.method, path=request.path)
@@ -47,14 +49,11 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
-def _json_http_error(exc: web.HTTPException) -> web.StreamResponse:
+def _json_http_error(exc: web.HTTPException) -> web.Response:
     """aiohttp's own errors (404 route, 405, 413) become the JSON shape every client expects."""
-    if exc.status < 400:
-        return exc  # redirects pass through
     if exc.content_type == "application/json":
         try:
-            json.loads(exc.text or "")
-            return exc
+            return json_response(json.loads(exc.text or ""), status=exc.status)
         except ValueError:
             pass
     reason = exc.reason if not exc.text or exc.text.startswith(str(exc.status)) else exc.text
