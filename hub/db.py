@@ -47,9 +47,13 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+class LostRace(Exception):
+    """Another transaction claimed a unique key after we looked: retry the whole transaction."""
+
+
 def is_retryable(exc: BaseException) -> bool:
     """A lost race: retrying the whole transaction gives the right answer."""
-    if isinstance(exc, IntegrityError):
+    if isinstance(exc, IntegrityError | LostRace):
         return True
     if isinstance(exc, OperationalError) and "locked" in str(exc).lower():
         return True

@@ -109,7 +109,7 @@ SECTIONS = ("channels", "forms", "leads")
 
 FORM_KEYS: dict[str, Key] = {
     "fields": Key(list, default=["name", "phone", "email", "message"]),
-    "required": Key(list, default=["phone"]),
+    "required": Key(list),  # default: ["phone"], or ["email"] on a form without a phone
     "allowed_origins": Key(list, default=[]),
     "success_url": Key(str),
     "rate_limit": Key(str, default="30/minute"),
@@ -121,7 +121,6 @@ LEADS_KEYS: dict[str, Key] = {
     "callback_within": Key(str, default="15m"),
     "escalate_after": Key(str, default="30m"),
 }
-KNOWN_FORM_FIELDS = ("name", "phone", "email", "message", "company")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DURATION_RE = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
 
@@ -182,9 +181,12 @@ class _Reader:
                 self.unknown(where, key, keys)
                 continue
             spec = keys[key]
+            from_env = isinstance(value, str) and value.startswith("env:")
             value = self.resolve(f"{where}.{key}", value)
             if value is None:
                 continue
+            if from_env and spec.type is int and isinstance(value, str) and value.isdigit():
+                value = int(value)  # the environment holds only strings
             if not _is_type(value, spec.type):
                 self.problems.append(
                     f"{where}.{key}: must be {_type_name(spec.type)}, got {value!r}"
@@ -226,10 +228,9 @@ def _read_channels(reader: _Reader, raw: Any) -> dict[str, ChannelConfig]:
         if kind is None:
             reader.problems.append(f"{where}: missing required key 'type'")
             continue
-        if kind not in CHANNEL_TYPES or kind == "form":
-            reader.problems.append(
-                f"{where}.type: unknown channel type {kind!r}; one of {', '.join(webhook_types)}"
-            )
+        if not isinstance(kind, str) or kind not in CHANNEL_TYPES or kind == "form":
+            known = ", ".join(webhook_types) or "(none are available in this version)"
+            reader.problems.append(f"{where}.type: unknown channel type {kind!r}; one of {known}")
             continue
         cls = CHANNEL_TYPES[kind]
         body = {k: v for k, v in table.items() if k != "type"}
@@ -254,6 +255,9 @@ def _read_forms(reader: _Reader, raw: Any) -> dict[str, FormConfig]:
             continue
         values = reader.table(where, table, FORM_KEYS)
         fields = values.get("fields", [])
+        if isinstance(table, dict) and "required" not in table:
+            # The default asks for whichever contact field the form has: phone, else e-mail.
+            values["required"] = [f for f in ("phone", "email") if f in fields][:1]
         required = values.get("required", [])
         for key in ("fields", "required", "allowed_origins"):
             items = values.get(key, [])
@@ -305,7 +309,7 @@ def _read_leads(reader: _Reader, raw: Any) -> LeadsConfig:
     out: dict[str, timedelta] = {}
     for key in ("callback_within", "escalate_after"):
         try:
-            out[key] = parse_duration(values[key])
+            out[key] = parse_duration(values.get(key, LEADS_KEYS[key].default))
         except ValueError as exc:
             reader.problems.append(f"leads.{key}: {exc}")
     return LeadsConfig(**out)
@@ -330,6 +334,8 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError([f"{path}: configuration file not found (HUB_CONFIG)"]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{path}: cannot read the configuration file: {exc}"]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
 
@@ -340,10 +346,19 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         if key not in TOP_LEVEL:
             reader.unknown("(top level)", key, {**TOP_LEVEL, **dict.fromkeys(SECTIONS)})
             continue
-        kind = TOP_LEVEL[key][0]
+        kind, var = TOP_LEVEL[key]
+        if env.get(var):
+            continue  # the environment wins; a secret the file names need not be set then
+        from_env = isinstance(value, str) and value.startswith("env:")
         value = reader.resolve(key, value)
         if value is None:
             continue
+        if from_env and kind is int:
+            try:
+                value = int(value)
+            except ValueError:
+                reader.problems.append(f"{key}: must be an integer, got {value!r}")
+                continue
         if not _is_type(value, kind):
             reader.problems.append(f"{key}: must be {_type_name(kind)}, got {value!r}")
             continue
@@ -387,7 +402,8 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         public_url = public_url.rstrip("/")
     port = top.get("port", 8080)
     if not 0 <= port <= 65535:
-        reader.problems.append(f"port: {port} is not a TCP port")
+        source = "HUB_PORT" if env.get("HUB_PORT") else "port"
+        reader.problems.append(f"{source}: {port} is not a TCP port")
     if top.get("log_format", "console") not in ("console", "json"):
         reader.problems.append("log_format: must be 'console' or 'json'")
 

@@ -12,12 +12,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import argon2
 import pytest
 import redis as sync_redis
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, text
 
+from hub.auth.passwords import use_parameters
 from hub.db import Database
+from hub.log import configure_logging
 from hub.migrate import upgrade
 from hub.models import Base
 from hub.runtime import Runtime
@@ -27,6 +30,12 @@ from webhooks.app import make_app
 TEST_REDIS_URL = os.environ.get("HUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get("HUB_TEST_DATABASE_URL")
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _logging() -> None:
+    configure_logging("debug", "console")
+    use_parameters(argon2.profiles.CHEAPEST)  # hashing cost is not what these tests measure
 
 
 def _admin_url(url: str) -> tuple[str, str]:

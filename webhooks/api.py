@@ -25,7 +25,7 @@ from hub.models import Contact, Conversation, Identity, Lead, TimelineItem, User
 from webhooks.context import RUNTIME
 from webhooks.responses import client_ip, error, json_response
 
-USER_KEY = "hub.user"
+USER_KEY = web.RequestKey("user", User)
 PUBLIC_API = {"/api/auth/login", "/api/openapi.json"}
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
 
@@ -125,9 +125,7 @@ def keyset_by_id(query: Select[Any], model: Any, request: web.Request) -> Select
 
 
 def current_user(request: web.Request) -> User:
-    user = request[USER_KEY]
-    assert isinstance(user, User)
-    return user
+    return request[USER_KEY]
 
 
 # --- auth ---------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.passwords import (
-    DUMMY_HASH,
     MIN_LENGTH,
     hash_password,
     needs_rehash,
+    spend_a_verification,
     verify_password,
 )
 from hub.leads.emails import normalize_email
@@ -57,7 +57,7 @@ async def authenticate(session: AsyncSession, email: str, password: str) -> User
     normalized = normalize_email(email) or email.strip().lower()
     user = await session.scalar(select(User).where(func.lower(User.email) == normalized))
     if user is None or not user.active:
-        verify_password(DUMMY_HASH, password)  # same cost whether or not the user exists
+        spend_a_verification(password)  # same cost whether or not the user exists
         return None
     if not verify_password(user.password_hash, password):
         return None

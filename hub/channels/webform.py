@@ -173,6 +173,7 @@ class WebForm(Channel):
         if not origin or not self.origin_allowed(origin):
             return {}
         return {
-            "Access-Control-Allow-Origin": origin if origin != "*" else "*",
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Expose-Headers": "Retry-After",
             "Vary": "Origin",
         }

@@ -9,6 +9,7 @@ from sqlalchemy import or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.channels.base import Sender
+from hub.db import LostRace
 from hub.leads.emails import normalize_email
 from hub.leads.phones import normalize_phone
 from hub.models import Contact, DuplicateSuggestion, Identity
@@ -137,7 +138,10 @@ async def match_contact(session: AsyncSession, sender: Sender, region: str | Non
     for claim in claims:
         identity = found.get((claim.kind, claim.value))
         if identity is None:
-            await add_identity(session, contact.id, claim)
+            if not await add_identity(session, contact.id, claim):
+                # Someone else's concurrent transaction attached it since we looked; the retry
+                # finds its owner instead of leaving this person split in two.
+                raise LostRace(f"{claim.kind} identity claimed concurrently")
         elif identity.contact_id == contact.id and claim.meta and dict(claim.meta) != identity.meta:
             identity.meta = {**identity.meta, **dict(claim.meta)}  # usernames change
     if not created:

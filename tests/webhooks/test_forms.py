@@ -31,8 +31,13 @@ async def test_two_formats_of_one_phone_make_one_contact_one_lead_two_items(
 ) -> None:
     first = await client.post(
         "/forms/callback",
-        data={"name": "Dilnoza", "phone": "+998 90 123 45 67", "utm_source": "google",
-              "utm_medium": "cpc", "utm_campaign": "spring"},
+        data={
+            "name": "Dilnoza",
+            "phone": "+998 90 123 45 67",
+            "utm_source": "google",
+            "utm_medium": "cpc",
+            "utm_campaign": "spring",
+        },
         headers={"Accept": "application/json"},
     )
     assert first.status == 201, await first.text()
@@ -75,19 +80,40 @@ async def test_bad_input_is_refused_with_a_reason_and_changes_nothing(
     client = await make_client()
     cases: list[tuple[str, dict[str, Any], int, str | None]] = [
         ("/forms/nope", {"json": {"phone": "+998901234567"}}, 404, None),
-        ("/forms/callback", {"data": b"{not json", "headers": {"Content-Type": "application/json"}},
-         400, None),
+        (
+            "/forms/callback",
+            {"data": b"{not json", "headers": {"Content-Type": "application/json"}},
+            400,
+            None,
+        ),
         ("/forms/callback", {"json": ["a", "list"]}, 400, None),
         ("/forms/callback", {"json": {"phone": "12"}}, 400, "phone"),
-        ("/forms/callback", {"json": {"phone": "+998901234567", "email": "not-an-email"}}, 400,
-         "email"),
+        (
+            "/forms/callback",
+            {"json": {"phone": "+998901234567", "email": "not-an-email"}},
+            400,
+            "email",
+        ),
         ("/forms/callback", {"json": {"name": "No phone"}}, 400, "phone"),
         ("/forms/callback", {"json": {"phone": "+998901234567", "message": "x" * 5000}}, 413, None),
-        ("/forms/callback", {"data": b"phone=1", "headers": {"Content-Type": "text/csv"}}, 400, None),
-        ("/forms/callback", {"json": {"phone": "+998901234567"},
-                             "headers": {"Origin": "https://evil.example.net"}}, 403, None),
-        ("/forms/callback", {"json": {"phone": "+998901234567"},
-                             "headers": {"Idempotency-Key": "bad key!"}}, 400, "Idempotency-Key"),
+        (
+            "/forms/callback",
+            {"data": b"phone=1", "headers": {"Content-Type": "text/csv"}},
+            400,
+            None,
+        ),
+        (
+            "/forms/callback",
+            {"json": {"phone": "+998901234567"}, "headers": {"Origin": "https://evil.example.net"}},
+            403,
+            None,
+        ),
+        (
+            "/forms/callback",
+            {"json": {"phone": "+998901234567"}, "headers": {"Idempotency-Key": "bad key!"}},
+            400,
+            "Idempotency-Key",
+        ),
     ]
     for path, kwargs, status, field in cases:
         response = await client.post(path, **kwargs)
@@ -135,8 +161,11 @@ async def test_honeypot_is_answered_like_success_and_stores_nothing(
 async def test_cors_preflight_and_headers_only_for_allowed_origins(client: Client) -> None:
     allowed = await client.options(
         "/forms/callback",
-        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "content-type, idempotency-key"},
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, idempotency-key",
+        },
     )
     assert allowed.status == 204
     assert allowed.headers["Access-Control-Allow-Origin"] == ORIGIN
@@ -175,8 +204,13 @@ async def test_extra_fields_become_custom_fields_and_the_timeline_shows_the_form
 ) -> None:
     response = await client.post(
         "/forms/callback",
-        json={"phone": "+998901234567", "name": "Bobur", "product": "Sofa", "page_url":
-              "https://shop.example.com/sofa?utm_source=x", "message": "Is it in stock?"},
+        json={
+            "phone": "+998901234567",
+            "name": "Bobur",
+            "product": "Sofa",
+            "page_url": "https://shop.example.com/sofa?utm_source=x",
+            "message": "Is it in stock?",
+        },
     )
     answer = await response.json()
     async with db.read() as session:
@@ -185,7 +219,11 @@ async def test_extra_fields_become_custom_fields_and_the_timeline_shows_the_form
     assert contact.custom_fields == {"product": "Sofa"}
     assert contact.name == "Bobur"
     assert (item.kind, item.direction, item.channel_type, item.text) == (
-        "form", "in", "form", "Is it in stock?")
+        "form",
+        "in",
+        "form",
+        "Is it in stock?",
+    )
     assert item.meta["page_url"] == "https://shop.example.com/sofa?utm_source=x"
     assert json.dumps(item.meta)  # serialisable as stored
 
