@@ -19,7 +19,7 @@ from hub.migrate import upgrade
 from hub.runtime import Runtime, redis_url
 from hub.settings import Settings
 from webhooks.app import make_app
-from workers.settings import make_worker
+from workers.settings import make_worker, stop_worker
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +67,7 @@ async def _start_web(runtime: Runtime) -> web.AppRunner:
 
 
 async def _stop_worker(worker: Worker, task: asyncio.Task[None]) -> None:
-    await worker.close()
+    await stop_worker(worker)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import aiohttp
@@ -51,3 +53,24 @@ def make_worker(runtime: Runtime, **overrides: Any) -> Worker:
     }
     options.update(overrides)
     return Worker(**options)
+
+
+async def stop_worker(worker: Worker, grace: float = 10.0) -> None:
+    """Stop taking jobs, give running ones `grace` seconds to finish, then cancel the rest
+    (they stay queued and run again: every job here is idempotent). The Redis pool belongs to
+    the runtime and stays open, unlike arq's own close()."""
+    worker.allow_pick_jobs = False
+    running = [t for t in worker.tasks.values() if not t.done()]
+    if running:
+        await asyncio.wait(running, timeout=grace)
+    for task in worker.tasks.values():
+        if not task.done():
+            task.cancel()
+    if worker.main_task is not None and not worker.main_task.done():
+        worker.main_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.main_task
+    with contextlib.suppress(Exception):
+        await worker.pool.delete(worker.health_check_key)
+    if worker.on_shutdown is not None and "http" in worker.ctx:
+        await worker.on_shutdown(worker.ctx)

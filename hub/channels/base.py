@@ -120,6 +120,9 @@ class Channel(ABC):
     config_keys: ClassVar[Mapping[str, Key]] = {}
     # The status a failed verify() answers: 401 for shared secrets, 403 for signatures.
     reject_status: ClassVar[int] = 401
+    # Which identity addresses a person here (phone, email, telegram) when the conversation
+    # has no provider thread of its own; None for channels that cannot be written to.
+    address_kind: ClassVar[str | None] = None
 
     def __init__(self, config: ChannelConfig, settings: Settings) -> None:
         self.config = config

@@ -15,8 +15,6 @@ from hub.metrics import OUTBOUND_MESSAGES
 from hub.models import Conversation, Identity, TimelineItem
 
 log = structlog.get_logger(__name__)
-# Which identity addresses a person on a channel type, when the conversation has no thread.
-ADDRESS_KIND = {"telegram": "telegram", "twilio": "phone", "email": "email", "pbx": "phone"}
 
 
 class DeliveryError(Exception):
@@ -41,12 +39,12 @@ async def deliver_item(
         )
         channel = channels.get(item.channel)
         to = conversation.thread_key if conversation else None
-        if to is None and channel is not None and channel.type in ADDRESS_KIND:
+        if to is None and channel is not None and channel.address_kind is not None:
             to = await session.scalar(
                 select(Identity.value)
                 .where(
                     Identity.contact_id == item.contact_id,
-                    Identity.kind == ADDRESS_KIND[channel.type],
+                    Identity.kind == channel.address_kind,
                     Identity.valid.is_(True),
                 )
                 .order_by(Identity.id)

@@ -182,3 +182,12 @@ async def test_closed_conversation_reopens_on_a_new_message(db: Database) -> Non
     async with db.read() as session:
         conversation = await session.get_one(Conversation, first.conversation_id)
     assert conversation.status == "open"
+
+
+async def test_known_variants_of_one_number_are_one_person(db: Database) -> None:
+    pairs = [("+55 11 8765-4321", "+55 11 98765-4321"), ("+52 1 55 1234 5678", "+52 55 1234 5678")]
+    for n, (old, new) in enumerate(pairs):
+        first = await ingest(db, sms(f"A{n}", old), None)
+        second = await ingest(db, sms(f"B{n}", new), None)
+        assert first.contact_id == second.contact_id, (old, new)
+    assert await count(db, Contact) == 2
