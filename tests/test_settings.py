@@ -640,3 +640,10 @@ def test_check_config_unreadable_file(
     [line] = [line for line in err.splitlines() if line.startswith("error: ")]
     assert str(path) in line
     assert fragment in line
+
+
+def test_the_example_configuration_is_valid() -> None:
+    example = Path(__file__).resolve().parent.parent / "config" / "hub.example.toml"
+    settings = load_settings(example, {})
+    assert settings.forms["callback"].rate_limit == "30/minute"
+    assert settings.default_region == "UZ"
