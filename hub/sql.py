@@ -6,11 +6,11 @@ from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 
-async def insert_ignore(
-    session: AsyncSession, table: Table, values: dict[str, Any], conflict: list[str]
+def insert_ignore(
+    session: Session, table: Table, values: dict[str, Any], conflict: list[str]
 ) -> int | None:
     """Insert a row unless one with the same unique key exists; the new id, or None."""
     dialect = session.get_bind().dialect.name
@@ -20,6 +20,6 @@ async def insert_ignore(
     else:
         lite = sqlite.insert(table).values(**values)
         stmt = lite.on_conflict_do_nothing(index_elements=conflict).returning(table.c.id)
-    result = await session.execute(stmt)
+    result = session.execute(stmt)
     row = result.first()
     return None if row is None else int(row[0])

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from hub.channels.base import InboundEvent
 from hub.db import WRITE_ATTEMPTS, Database, is_retryable
@@ -36,13 +36,13 @@ class IngestResult:
     live: tuple[LiveEvent, ...] = field(default=(), repr=False)
 
 
-async def _claim_receipt(session: AsyncSession, event: InboundEvent) -> int | None:
+def _claim_receipt(session: Session, event: InboundEvent) -> int | None:
     """The dedupe key, taken before any side effect: None when the event was seen before.
 
     On PostgreSQL a concurrent transaction with the same key waits here until the first
     commits and then finds the row; on SQLite writers are serialised.
     """
-    return await insert_ignore(
+    return insert_ignore(
         session,
         InboundReceipt.__table__,  # type: ignore[arg-type]  # a declarative Table
         {
@@ -54,8 +54,8 @@ async def _claim_receipt(session: AsyncSession, event: InboundEvent) -> int | No
     )
 
 
-async def _seen_before(session: AsyncSession, event: InboundEvent) -> IngestResult:
-    receipt = await session.scalar(
+def _seen_before(session: Session, event: InboundEvent) -> IngestResult:
+    receipt = session.scalar(
         select(InboundReceipt).where(
             InboundReceipt.channel_type == event.channel_type,
             InboundReceipt.channel == event.channel,
@@ -64,7 +64,7 @@ async def _seen_before(session: AsyncSession, event: InboundEvent) -> IngestResu
     )
     conversation_id = None
     if receipt is not None and receipt.item_id is not None:
-        item = await session.get(TimelineItem, receipt.item_id)
+        item = session.get(TimelineItem, receipt.item_id)
         conversation_id = item.conversation_id if item else None
     return IngestResult(
         duplicate=True,
@@ -75,8 +75,8 @@ async def _seen_before(session: AsyncSession, event: InboundEvent) -> IngestResu
     )
 
 
-async def find_or_open_conversation(
-    session: AsyncSession, contact_id: int, event: InboundEvent
+def find_or_open_conversation(
+    session: Session, contact_id: int, event: InboundEvent
 ) -> tuple[Conversation, bool]:
     """The contact's conversation on this channel (and provider thread); a closed one reopens,
     so a person's history on a channel stays in one place."""
@@ -85,7 +85,7 @@ async def find_or_open_conversation(
     )
     if event.thread_key is not None:
         query = query.where(Conversation.thread_key == event.thread_key)
-    conversation = await session.scalar(query.order_by(Conversation.id.desc()).limit(1))
+    conversation = session.scalar(query.order_by(Conversation.id.desc()).limit(1))
     if conversation is None:
         conversation = Conversation(
             contact_id=contact_id,
@@ -95,7 +95,7 @@ async def find_or_open_conversation(
             status="open",
         )
         session.add(conversation)
-        await session.flush()
+        session.flush()
         return conversation, True
     changed = conversation.status == "closed"
     if changed:
@@ -108,16 +108,14 @@ def _keep_fields(contact: Contact, fields: dict[str, Any]) -> None:
         contact.custom_fields = {**(contact.custom_fields or {}), **fields}
 
 
-async def _ingest_once(
-    session: AsyncSession, event: InboundEvent, region: str | None
-) -> IngestResult:
-    receipt_id = await _claim_receipt(session, event)
+def _ingest_once(session: Session, event: InboundEvent, region: str | None) -> IngestResult:
+    receipt_id = _claim_receipt(session, event)
     if receipt_id is None:
-        return await _seen_before(session, event)
-    match = await match_contact(session, event.sender, region)
+        return _seen_before(session, event)
+    match = match_contact(session, event.sender, region)
     contact = match.contact
     _keep_fields(contact, dict(event.fields))
-    conversation, _reopened = await find_or_open_conversation(session, contact.id, event)
+    conversation, _reopened = find_or_open_conversation(session, contact.id, event)
     now = utcnow()
     conversation.last_message_at = now
     item = TimelineItem(
@@ -143,12 +141,12 @@ async def _ingest_once(
         created_at=now,
     )
     session.add(item)
-    await session.flush()
+    session.flush()
     lead = None
     lead_created = False
     if event.opens_lead:
-        lead, lead_created = await open_or_join_lead(session, contact.id, event, item.id)
-    receipt = await session.get_one(InboundReceipt, receipt_id)
+        lead, lead_created = open_or_join_lead(session, contact.id, event, item.id)
+    receipt = session.get_one(InboundReceipt, receipt_id)
     receipt.item_id = item.id
     receipt.contact_id = contact.id
     receipt.lead_id = lead.id if lead else None
@@ -178,8 +176,7 @@ async def ingest(db: Database, event: InboundEvent, region: str | None) -> Inges
     receipt makes every attempt start from nothing or find the winner's result."""
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
-            async with db.write() as session:
-                result = await _ingest_once(session, event, region)
+            result = await db.run_write(_ingest_once, event, region)
         except Exception as exc:
             if attempt == WRITE_ATTEMPTS or not is_retryable(exc):
                 raise

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import or_, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from hub.channels.base import Sender
 from hub.db import LostRace
@@ -64,9 +64,9 @@ def claims_of(sender: Sender, region: str | None) -> list[Claim]:
     return sorted(unique.values(), key=lambda c: PRIORITY[c.kind])
 
 
-async def add_identity(session: AsyncSession, contact_id: int, claim: Claim) -> bool:
+def add_identity(session: Session, contact_id: int, claim: Claim) -> bool:
     """Attach an identity unless it exists; True when it was added."""
-    new_id = await insert_ignore(
+    new_id = insert_ignore(
         session,
         Identity.__table__,  # type: ignore[arg-type]  # a declarative Table
         {
@@ -82,11 +82,9 @@ async def add_identity(session: AsyncSession, contact_id: int, claim: Claim) -> 
     return new_id is not None
 
 
-async def suggest_duplicate(
-    session: AsyncSession, contact_id: int, other_id: int, reason: str
-) -> None:
+def suggest_duplicate(session: Session, contact_id: int, other_id: int, reason: str) -> None:
     low, high = sorted((contact_id, other_id))
-    await insert_ignore(
+    insert_ignore(
         session,
         DuplicateSuggestion.__table__,  # type: ignore[arg-type]  # a declarative Table
         {"contact_id": low, "other_id": high, "reason": reason, "status": "open"},
@@ -94,17 +92,15 @@ async def suggest_duplicate(
     )
 
 
-async def find_identities(session: AsyncSession, claims: list[Claim]) -> list[Identity]:
+def find_identities(session: Session, claims: list[Claim]) -> list[Identity]:
     if not claims:
         return []
     keys = [(c.kind, c.value) for c in claims]
-    rows = await session.scalars(
-        select(Identity).where(tuple_(Identity.kind, Identity.value).in_(keys))
-    )
+    rows = session.scalars(select(Identity).where(tuple_(Identity.kind, Identity.value).in_(keys)))
     return list(rows)
 
 
-async def match_contact(session: AsyncSession, sender: Sender, region: str | None) -> Match:
+def match_contact(session: Session, sender: Sender, region: str | None) -> Match:
     """Find the sender's contact by any identity, or create it; attach the new identities.
 
     When the claims point at two different contacts, the event joins the contact of the
@@ -112,7 +108,7 @@ async def match_contact(session: AsyncSession, sender: Sender, region: str | Non
     into a form, so only an operator (or provider proof) merges people.
     """
     claims = claims_of(sender, region)
-    found = {(i.kind, i.value): i for i in await find_identities(session, claims)}
+    found = {(i.kind, i.value): i for i in find_identities(session, claims)}
     owners: list[int] = []
     for claim in claims:
         identity = found.get((claim.kind, claim.value))
@@ -120,11 +116,11 @@ async def match_contact(session: AsyncSession, sender: Sender, region: str | Non
             owners.append(identity.contact_id)
     created = False
     if owners:
-        contact = await session.get_one(Contact, owners[0])
+        contact = session.get_one(Contact, owners[0])
     else:
         contact = Contact(name=sender.name, company=sender.company)
         session.add(contact)
-        await session.flush()
+        session.flush()
         created = True
     for other in owners[1:]:
         shared = [
@@ -132,13 +128,13 @@ async def match_contact(session: AsyncSession, sender: Sender, region: str | Non
             for c in claims
             if (i := found.get((c.kind, c.value))) is not None and i.contact_id == other
         ]
-        await suggest_duplicate(
+        suggest_duplicate(
             session, contact.id, other, f"one message also claimed {', '.join(shared)}"
         )
     for claim in claims:
         identity = found.get((claim.kind, claim.value))
         if identity is None:
-            if not await add_identity(session, contact.id, claim):
+            if not add_identity(session, contact.id, claim):
                 # Someone else's concurrent transaction attached it since we looked; the retry
                 # finds its owner instead of leaving this person split in two.
                 raise LostRace(f"{claim.kind} identity claimed concurrently")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from hub.channels.base import InboundEvent
 from hub.models import Lead
@@ -13,21 +13,19 @@ from hub.models import Lead
 UTM_FIELDS = ("source", "medium", "campaign", "term", "content")
 
 
-async def open_lead(session: AsyncSession, contact_id: int) -> Lead | None:
-    return await session.scalar(
-        select(Lead).where(Lead.contact_id == contact_id, Lead.status == "open")
-    )
+def open_lead(session: Session, contact_id: int) -> Lead | None:
+    return session.scalar(select(Lead).where(Lead.contact_id == contact_id, Lead.status == "open"))
 
 
-async def open_or_join_lead(
-    session: AsyncSession, contact_id: int, event: InboundEvent, item_id: int | None
+def open_or_join_lead(
+    session: Session, contact_id: int, event: InboundEvent, item_id: int | None
 ) -> tuple[Lead, bool]:
     """The contact's open lead, or a new one from this event; True when it was created.
 
     A concurrent transaction opening a lead for the same contact loses on the partial unique
     index and the whole ingest is retried, finding this lead.
     """
-    lead = await open_lead(session, contact_id)
+    lead = open_lead(session, contact_id)
     if lead is not None:
         return lead, False
     utm = {f"utm_{k}": (event.utm.get(k) or None) for k in UTM_FIELDS}
@@ -43,7 +41,7 @@ async def open_or_join_lead(
         **utm,
     )
     session.add(lead)
-    await session.flush()
+    session.flush()
     return lead, True
 
 
