@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import os
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -45,13 +47,18 @@ def is_running(data_dir: Path) -> bool:
         return False
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: Linux sends SIGTERM to the server when the hub dies, even by
-    SIGKILL, so no orphaned Redis is left behind."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+def _die_with(parent: int) -> Callable[[], None]:
+    def before_exec() -> None:
+        """In the child: Linux sends SIGTERM to the server when the hub dies, even by SIGKILL,
+        so no orphaned Redis is left behind; a hub that died during the fork is caught too."""
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            pr_set_pdeathsig = 1
+            libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return before_exec
 
 
 def start(data_dir: Path, timeout: float = 10.0) -> subprocess.Popen[bytes]:
@@ -76,8 +83,9 @@ def start(data_dir: Path, timeout: float = 10.0) -> subprocess.Popen[bytes]:
         str(data_dir.resolve()),
         "--dbfilename",
         "redis.rdb",
-        "--save",
-        "60 1",
+        "--save",  # snapshot queued jobs every minute when anything changed
+        "60",
+        "1",
         "--appendonly",
         "no",
         "--daemonize",
@@ -87,7 +95,7 @@ def start(data_dir: Path, timeout: float = 10.0) -> subprocess.Popen[bytes]:
         args,
         stdout=log,
         stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
+        preexec_fn=_die_with(os.getpid()),
     )
     log.close()
     deadline = time.monotonic() + timeout

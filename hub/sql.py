@@ -1,25 +1,29 @@
-"""Dialect-neutral statements both engines need: insert-or-ignore on a unique key."""
+"""Statements both engines need, built once: SQLAlchemy spends more time building and keying a
+statement than SQLite spends running it, so the ingest path executes prebuilt ones."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Executable, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+
+
+@cache
+def _insert_ignore(dialect: str, table: Table, conflict: tuple[str, ...]) -> Executable:
+    if dialect == "postgresql":
+        pg = postgresql.insert(table).on_conflict_do_nothing(index_elements=conflict)
+        return pg.returning(table.c.id)
+    lite = sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict)
+    return lite.returning(table.c.id)
 
 
 def insert_ignore(
     session: Session, table: Table, values: dict[str, Any], conflict: list[str]
 ) -> int | None:
     """Insert a row unless one with the same unique key exists; the new id, or None."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        pg = postgresql.insert(table).values(**values)
-        stmt = pg.on_conflict_do_nothing(index_elements=conflict).returning(table.c.id)
-    else:
-        lite = sqlite.insert(table).values(**values)
-        stmt = lite.on_conflict_do_nothing(index_elements=conflict).returning(table.c.id)
-    result = session.execute(stmt)
-    row = result.first()
+    statement = _insert_ignore(session.get_bind().dialect.name, table, tuple(conflict))
+    row = session.execute(statement, values).first()
     return None if row is None else int(row[0])

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import signal
 import subprocess
 import sys
+from typing import IO, Any
 
 import structlog
 from aiohttp import web
@@ -98,7 +100,7 @@ async def serve(settings: Settings, *, web_server: bool, worker: bool, banner: s
         if banner:
             print(banner, flush=True)
         waiter = asyncio.create_task(stop.wait())
-        watched: set[asyncio.Future[None]] = {waiter}
+        watched: set[asyncio.Future[Any]] = {waiter}
         if worker_task is not None:
             watched.add(worker_task)
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
@@ -117,30 +119,52 @@ async def serve(settings: Settings, *, web_server: bool, worker: bool, banner: s
         await db.dispose()
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(0)  # unwinds through the finally blocks that stop the embedded Redis
+
+
+def lock_data_dir(settings: Settings) -> IO[bytes]:
+    """One `hub up` per data dir: an exclusive lock held for the life of the process, taken
+    before migrations, so a second hub neither migrates under the first nor takes its Redis."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(settings.data_dir / "hub.lock", "wb")  # noqa: SIM115  # held until exit
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StartupError(
+            f"another hub is running on the data dir {settings.data_dir.resolve()}: "
+            "stop it first, or set HUB_DATA_DIR to another directory"
+        ) from None
+    return handle
+
+
 def up(settings: Settings, demo: bool = False) -> int:
     """Everything on one machine: migrations, embedded Redis if none is configured, web, worker."""
-    migrate_if_empty_sqlite(settings)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # until serve() installs its own handler
+    lock = lock_data_dir(settings)
     redis_proc: subprocess.Popen[bytes] | None = None
-    if settings.redis_url is None:
-        if embedded_redis.is_running(settings.data_dir):
-            raise StartupError(
-                f"another hub is running on the data dir {settings.data_dir.resolve()}: "
-                "stop it first, or set HUB_DATA_DIR to another directory"
-            )
-        redis_proc = embedded_redis.start(settings.data_dir)
-        log.info("embedded_redis_started", url=redis_url(settings))
     try:
-        banner = f"hub is running at {url_of(settings)}  (Ctrl+C stops it)"
-        if demo:
-            from hubcli.demo import seed_demo
-
-            settings, login = asyncio.run(seed_demo(settings))
-            banner += f"\ndemo login: {login}"
-        asyncio.run(serve(settings, web_server=True, worker=True, banner=banner))
+        migrate_if_empty_sqlite(settings)
+        if settings.redis_url is None:
+            redis_proc = embedded_redis.start(settings.data_dir)
+            log.info("embedded_redis_started", url=redis_url(settings))
+        _run_up(settings, demo)
     finally:
         if redis_proc is not None:
             embedded_redis.stop(redis_proc)
+        lock.close()
     return 0
+
+
+def _run_up(settings: Settings, demo: bool) -> None:
+    banner = f"hub is running at {url_of(settings)}  (Ctrl+C stops it)"
+    if demo:
+        from hubcli.demo import seed_demo
+
+        settings, login = asyncio.run(seed_demo(settings))
+        banner += f"\ndemo login: {login}"
+    asyncio.run(serve(settings, web_server=True, worker=True, banner=banner))
 
 
 def with_demo_form(settings: Settings) -> Settings:

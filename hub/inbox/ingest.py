@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import Row, Table, bindparam, case, insert, select, update
 from sqlalchemy.orm import Session
 
 from hub.channels.base import InboundEvent
@@ -36,6 +36,50 @@ class IngestResult:
     live: tuple[LiveEvent, ...] = field(default=(), repr=False)
 
 
+# The ingest path runs for every inbound event: Core statements, no ORM unit of work.
+RECEIPTS: Table = InboundReceipt.__table__  # type: ignore[assignment]  # declarative: Tables
+ITEMS: Table = TimelineItem.__table__  # type: ignore[assignment]
+CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
+CONTACTS: Table = Contact.__table__  # type: ignore[assignment]
+SEEN_BEFORE = (
+    select(RECEIPTS.c.item_id, RECEIPTS.c.contact_id, RECEIPTS.c.lead_id, ITEMS.c.conversation_id)
+    .outerjoin(ITEMS, ITEMS.c.id == RECEIPTS.c.item_id)
+    .where(
+        RECEIPTS.c.channel_type == bindparam("channel_type"),
+        RECEIPTS.c.channel == bindparam("channel"),
+        RECEIPTS.c.external_id == bindparam("external_id"),
+    )
+)
+LATEST_CONVERSATION = (
+    select(CONVERSATIONS.c.id)
+    .where(
+        CONVERSATIONS.c.contact_id == bindparam("contact_id"),
+        CONVERSATIONS.c.channel == bindparam("channel"),
+    )
+    .order_by(CONVERSATIONS.c.id.desc())
+    .limit(1)
+)
+LATEST_THREAD = LATEST_CONVERSATION.where(CONVERSATIONS.c.thread_key == bindparam("thread_key"))
+INSERT_CONVERSATION = insert(CONVERSATIONS).returning(*CONVERSATIONS.c)
+TOUCH_CONVERSATION = (
+    update(CONVERSATIONS)
+    .where(CONVERSATIONS.c.id == bindparam("conversation_id"))
+    .values(
+        last_message_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        # a closed conversation reopens, so a person's history on a channel stays in one place
+        status=case((CONVERSATIONS.c.status == "closed", "open"), else_=CONVERSATIONS.c.status),
+    )
+    .returning(*CONVERSATIONS.c)
+)
+INSERT_ITEM = insert(ITEMS).returning(*ITEMS.c)
+COMPLETE_RECEIPT = (
+    update(RECEIPTS)
+    .where(RECEIPTS.c.id == bindparam("receipt_id"))
+    .values(item_id=bindparam("item"), contact_id=bindparam("contact"), lead_id=bindparam("lead"))
+)
+
+
 def _claim_receipt(session: Session, event: InboundEvent) -> int | None:
     """The dedupe key, taken before any side effect: None when the event was seen before.
 
@@ -44,68 +88,78 @@ def _claim_receipt(session: Session, event: InboundEvent) -> int | None:
     """
     return insert_ignore(
         session,
-        InboundReceipt.__table__,  # type: ignore[arg-type]  # a declarative Table
+        RECEIPTS,
         {
             "channel_type": event.channel_type,
             "channel": event.channel,
             "external_id": event.external_id,
+            "created_at": utcnow(),
         },
         ["channel_type", "channel", "external_id"],
     )
 
 
 def _seen_before(session: Session, event: InboundEvent) -> IngestResult:
-    receipt = session.scalar(
-        select(InboundReceipt).where(
-            InboundReceipt.channel_type == event.channel_type,
-            InboundReceipt.channel == event.channel,
-            InboundReceipt.external_id == event.external_id,
-        )
-    )
-    conversation_id = None
-    if receipt is not None and receipt.item_id is not None:
-        item = session.get(TimelineItem, receipt.item_id)
-        conversation_id = item.conversation_id if item else None
+    key = {
+        "channel_type": event.channel_type,
+        "channel": event.channel,
+        "external_id": event.external_id,
+    }
+    receipt = session.execute(SEEN_BEFORE, key).first()
+    if receipt is None:  # claimed by a transaction that then rolled back: not stored
+        return IngestResult(duplicate=True, item_id=None, contact_id=None)
     return IngestResult(
         duplicate=True,
-        item_id=receipt.item_id if receipt else None,
-        contact_id=receipt.contact_id if receipt else None,
-        conversation_id=conversation_id,
-        lead_id=receipt.lead_id if receipt else None,
+        item_id=receipt.item_id,
+        contact_id=receipt.contact_id,
+        conversation_id=receipt.conversation_id,
+        lead_id=receipt.lead_id,
     )
 
 
 def find_or_open_conversation(
-    session: Session, contact_id: int, event: InboundEvent
-) -> tuple[Conversation, bool]:
-    """The contact's conversation on this channel (and provider thread); a closed one reopens,
-    so a person's history on a channel stays in one place."""
-    query = select(Conversation).where(
-        Conversation.contact_id == contact_id, Conversation.channel == event.channel
+    session: Session, contact_id: int, event: InboundEvent, new_contact: bool
+) -> Row[Any]:
+    """The contact's conversation on this channel (and provider thread), with last_message_at
+    moved to now; a closed one reopens, so a person's history on a channel stays in one place."""
+    now = utcnow()
+    conversation_id = None
+    if not new_contact:  # a contact created in this transaction has no conversation yet
+        params = {"contact_id": contact_id, "channel": event.channel}
+        if event.thread_key is None:
+            conversation_id = session.scalar(LATEST_CONVERSATION, params)
+        else:
+            conversation_id = session.scalar(
+                LATEST_THREAD, params | {"thread_key": event.thread_key}
+            )
+    if conversation_id is not None:
+        return session.execute(
+            TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": now}
+        ).one()
+    values = {
+        "contact_id": contact_id,
+        "channel": event.channel,
+        "channel_type": event.channel_type,
+        "thread_key": event.thread_key,
+        "status": "open",
+        "assignee_id": None,
+        "last_message_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return session.execute(INSERT_CONVERSATION, values).one()
+
+
+def _keep_fields(session: Session, contact_id: int, fields: dict[str, Any]) -> None:
+    """Extra form fields become the contact's custom fields; the newest value wins."""
+    if not fields:
+        return
+    current = session.scalar(select(CONTACTS.c.custom_fields).where(CONTACTS.c.id == contact_id))
+    session.execute(
+        update(CONTACTS)
+        .where(CONTACTS.c.id == contact_id)
+        .values(custom_fields={**(current or {}), **fields}, updated_at=utcnow())
     )
-    if event.thread_key is not None:
-        query = query.where(Conversation.thread_key == event.thread_key)
-    conversation = session.scalar(query.order_by(Conversation.id.desc()).limit(1))
-    if conversation is None:
-        conversation = Conversation(
-            contact_id=contact_id,
-            channel=event.channel,
-            channel_type=event.channel_type,
-            thread_key=event.thread_key,
-            status="open",
-        )
-        session.add(conversation)
-        session.flush()
-        return conversation, True
-    changed = conversation.status == "closed"
-    if changed:
-        conversation.status = "open"
-    return conversation, changed
-
-
-def _keep_fields(contact: Contact, fields: dict[str, Any]) -> None:
-    if fields:
-        contact.custom_fields = {**(contact.custom_fields or {}), **fields}
 
 
 def _ingest_once(session: Session, event: InboundEvent, region: str | None) -> IngestResult:
@@ -113,57 +167,60 @@ def _ingest_once(session: Session, event: InboundEvent, region: str | None) -> I
     if receipt_id is None:
         return _seen_before(session, event)
     match = match_contact(session, event.sender, region)
-    contact = match.contact
-    _keep_fields(contact, dict(event.fields))
-    conversation, _reopened = find_or_open_conversation(session, contact.id, event)
-    now = utcnow()
-    conversation.last_message_at = now
-    item = TimelineItem(
-        conversation_id=conversation.id,
-        contact_id=contact.id,
-        channel=event.channel,
-        channel_type=event.channel_type,
-        direction=event.direction,
-        kind=event.kind,
-        text=event.text,
-        attachments=[
-            {"name": a.name, "content_type": a.content_type, "size": a.size, "url": None}
-            | ({"source_url": a.url} if a.url else {})
-            | ({"ref": a.ref} if a.ref else {})
-            for a in event.attachments
-        ],
-        status="received",
-        external_id=event.external_id,
-        meta=dict(event.meta)
+    contact_id = match.contact_id
+    _keep_fields(session, contact_id, dict(event.fields))
+    conversation = find_or_open_conversation(session, contact_id, event, match.created)
+    meta = (
+        dict(event.meta)
         | ({"utm": dict(event.utm)} if event.utm else {})
         | ({"fields": dict(event.fields)} if event.fields else {})
-        | ({"occurred_at": event.occurred_at.isoformat()} if event.occurred_at else {}),
-        created_at=now,
+        | ({"occurred_at": event.occurred_at.isoformat()} if event.occurred_at else {})
     )
-    session.add(item)
-    session.flush()
-    lead = None
-    lead_created = False
+    attachments = [
+        {"name": a.name, "content_type": a.content_type, "size": a.size, "url": None}
+        | ({"source_url": a.url} if a.url else {})
+        | ({"ref": a.ref} if a.ref else {})
+        for a in event.attachments
+    ]
+    values = {
+        "conversation_id": conversation.id,
+        "contact_id": contact_id,
+        "channel": event.channel,
+        "channel_type": event.channel_type,
+        "direction": event.direction,
+        "kind": event.kind,
+        "text": event.text,
+        "attachments": attachments,
+        "status": "received",
+        "error": None,
+        "external_id": event.external_id,
+        "author_id": None,
+        "meta": meta,
+        "created_at": conversation.last_message_at,
+        "updated_at": conversation.last_message_at,
+    }
+    item = session.execute(INSERT_ITEM, values).one()
+    lead_id, new_lead = None, None
     if event.opens_lead:
-        lead, lead_created = open_or_join_lead(session, contact.id, event, item.id)
-    receipt = session.get_one(InboundReceipt, receipt_id)
-    receipt.item_id = item.id
-    receipt.contact_id = contact.id
-    receipt.lead_id = lead.id if lead else None
+        lead_id, new_lead = open_or_join_lead(session, contact_id, event, item.id)
+    session.execute(
+        COMPLETE_RECEIPT,
+        {"receipt_id": receipt_id, "item": item.id, "contact": contact_id, "lead": lead_id},
+    )
     # last_message_at moved, so the conversation list re-sorts even when nothing else changed.
     live = [
         LiveEvent("message.created", item_to_dict(item)),
         LiveEvent("conversation.updated", conversation_to_dict(conversation)),
     ]
-    if lead is not None and lead_created:
-        live.append(LiveEvent("lead.created", lead_to_dict(lead)))
+    if new_lead is not None:
+        live.append(LiveEvent("lead.created", lead_to_dict(new_lead)))
     return IngestResult(
         duplicate=False,
         item_id=item.id,
-        contact_id=contact.id,
+        contact_id=contact_id,
         conversation_id=conversation.id,
-        lead_id=lead.id if lead else None,
-        lead_created=lead_created,
+        lead_id=lead_id,
+        lead_created=new_lead is not None,
         contact_created=match.created,
         duplicates=match.duplicates,
         live=tuple(live),

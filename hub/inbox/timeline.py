@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Row
+
 from hub.models import Conversation, TimelineItem
 
 
-def item_to_dict(item: TimelineItem) -> dict[str, Any]:
+def item_to_dict(item: TimelineItem | Row[Any]) -> dict[str, Any]:
     return {
         "id": item.id,
         "conversation_id": item.conversation_id,
@@ -27,7 +29,7 @@ def item_to_dict(item: TimelineItem) -> dict[str, Any]:
     }
 
 
-def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
+def conversation_to_dict(conversation: Conversation | Row[Any]) -> dict[str, Any]:
     return {
         "id": conversation.id,
         "contact_id": conversation.contact_id,

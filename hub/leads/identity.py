@@ -5,19 +5,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, tuple_
+from sqlalchemy import Table, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub.channels.base import Sender
 from hub.db import LostRace
 from hub.leads.emails import normalize_email
 from hub.leads.phones import normalize_phone
-from hub.models import Contact, DuplicateSuggestion, Identity
+from hub.models import Contact, DuplicateSuggestion, Identity, utcnow
 from hub.sql import insert_ignore
 
 # Which claim decides the contact when an event's identities point at different people:
 # provider accounts first (they cannot be typed by someone else), then phones, then e-mail.
 PRIORITY = {"telegram": 0, "phone": 1, "email": 2}
+# The ingest path uses Core statements on the tables: it runs for every inbound event.
+CONTACTS: Table = Contact.__table__  # type: ignore[assignment]  # declarative tables are Tables
+IDENTITIES: Table = Identity.__table__  # type: ignore[assignment]
+SUGGESTIONS: Table = DuplicateSuggestion.__table__  # type: ignore[assignment]
+FIND_IDENTITIES = select(
+    IDENTITIES.c.id,
+    IDENTITIES.c.contact_id,
+    IDENTITIES.c.kind,
+    IDENTITIES.c.value,
+    IDENTITIES.c.meta,
+).where(IDENTITIES.c.value.in_(bindparam("values", expanding=True)))
+INSERT_CONTACT = insert(CONTACTS).returning(CONTACTS.c.id)
 
 
 @dataclass(frozen=True)
@@ -31,7 +43,7 @@ class Claim:
 
 @dataclass(frozen=True)
 class Match:
-    contact: Contact
+    contact_id: int
     created: bool
     duplicates: tuple[int, ...]  # other contacts this event also claimed; never merged here
 
@@ -68,7 +80,7 @@ def add_identity(session: Session, contact_id: int, claim: Claim) -> bool:
     """Attach an identity unless it exists; True when it was added."""
     new_id = insert_ignore(
         session,
-        Identity.__table__,  # type: ignore[arg-type]  # a declarative Table
+        IDENTITIES,
         {
             "contact_id": contact_id,
             "kind": claim.kind,
@@ -86,18 +98,29 @@ def suggest_duplicate(session: Session, contact_id: int, other_id: int, reason: 
     low, high = sorted((contact_id, other_id))
     insert_ignore(
         session,
-        DuplicateSuggestion.__table__,  # type: ignore[arg-type]  # a declarative Table
+        SUGGESTIONS,
         {"contact_id": low, "other_id": high, "reason": reason, "status": "open"},
         ["contact_id", "other_id"],
     )
 
 
-def find_identities(session: Session, claims: list[Claim]) -> list[Identity]:
+@dataclass(frozen=True)
+class Found:
+    id: int
+    contact_id: int
+    meta: dict[str, Any]
+
+
+def find_identities(session: Session, claims: list[Claim]) -> dict[tuple[str, str], Found]:
     if not claims:
-        return []
-    keys = [(c.kind, c.value) for c in claims]
-    rows = session.scalars(select(Identity).where(tuple_(Identity.kind, Identity.value).in_(keys)))
-    return list(rows)
+        return {}
+    keys = {(c.kind, c.value) for c in claims}
+    rows = session.execute(FIND_IDENTITIES, {"values": sorted({c.value for c in claims})})
+    return {
+        (r.kind, r.value): Found(r.id, r.contact_id, r.meta or {})
+        for r in rows
+        if (r.kind, r.value) in keys
+    }
 
 
 def match_contact(session: Session, sender: Sender, region: str | None) -> Match:
@@ -108,20 +131,26 @@ def match_contact(session: Session, sender: Sender, region: str | None) -> Match
     into a form, so only an operator (or provider proof) merges people.
     """
     claims = claims_of(sender, region)
-    found = {(i.kind, i.value): i for i in find_identities(session, claims)}
+    found = find_identities(session, claims)
     owners: list[int] = []
     for claim in claims:
         identity = found.get((claim.kind, claim.value))
         if identity is not None and identity.contact_id not in owners:
             owners.append(identity.contact_id)
-    created = False
-    if owners:
-        contact = session.get_one(Contact, owners[0])
+    created = not owners
+    if created:
+        now = utcnow()
+        values: dict[str, Any] = {
+            "name": sender.name,
+            "company": sender.company,
+            "tags": [],
+            "custom_fields": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        contact_id = int(session.execute(INSERT_CONTACT, values).scalar_one())
     else:
-        contact = Contact(name=sender.name, company=sender.company)
-        session.add(contact)
-        session.flush()
-        created = True
+        contact_id = owners[0]
     for other in owners[1:]:
         shared = [
             f"{c.kind} {c.value}"
@@ -129,23 +158,30 @@ def match_contact(session: Session, sender: Sender, region: str | None) -> Match
             if (i := found.get((c.kind, c.value))) is not None and i.contact_id == other
         ]
         suggest_duplicate(
-            session, contact.id, other, f"one message also claimed {', '.join(shared)}"
+            session, contact_id, other, f"one message also claimed {', '.join(shared)}"
         )
     for claim in claims:
         identity = found.get((claim.kind, claim.value))
         if identity is None:
-            if not add_identity(session, contact.id, claim):
+            if not add_identity(session, contact_id, claim):
                 # Someone else's concurrent transaction attached it since we looked; the retry
                 # finds its owner instead of leaving this person split in two.
                 raise LostRace(f"{claim.kind} identity claimed concurrently")
-        elif identity.contact_id == contact.id and claim.meta and dict(claim.meta) != identity.meta:
-            identity.meta = {**identity.meta, **dict(claim.meta)}  # usernames change
-    if not created:
-        if sender.name and not contact.name:
-            contact.name = sender.name
-        if sender.company and not contact.company:
-            contact.company = sender.company
-    return Match(contact=contact, created=created, duplicates=tuple(owners[1:]))
+        elif identity.contact_id == contact_id and claim.meta and dict(claim.meta) != identity.meta:
+            session.execute(  # usernames change
+                update(IDENTITIES)
+                .where(IDENTITIES.c.id == identity.id)
+                .values(meta={**identity.meta, **dict(claim.meta)})
+            )
+    if not created and (sender.name or sender.company):
+        for column, value in (("name", sender.name), ("company", sender.company)):
+            if value:
+                session.execute(
+                    update(CONTACTS)
+                    .where(CONTACTS.c.id == contact_id, CONTACTS.c[column].is_(None))
+                    .values({column: value})
+                )
+    return Match(contact_id=contact_id, created=created, duplicates=tuple(owners[1:]))
 
 
 def identities_by_kind(identities: list[Identity]) -> dict[str, Any]:

@@ -4,48 +4,55 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from hub.channels.base import InboundEvent
-from hub.models import Lead
+from hub.models import Lead, utcnow
 
 UTM_FIELDS = ("source", "medium", "campaign", "term", "content")
+LEADS: Table = Lead.__table__  # type: ignore[assignment]  # declarative tables are Tables
+OPEN_LEAD = select(LEADS.c.id).where(
+    LEADS.c.contact_id == bindparam("contact_id"), LEADS.c.status == "open"
+)
+INSERT_LEAD = insert(LEADS).returning(*LEADS.c)
 
 
-def open_lead(session: Session, contact_id: int) -> Lead | None:
-    return session.scalar(select(Lead).where(Lead.contact_id == contact_id, Lead.status == "open"))
+def open_lead_id(session: Session, contact_id: int) -> int | None:
+    return session.scalar(OPEN_LEAD, {"contact_id": contact_id})
 
 
 def open_or_join_lead(
     session: Session, contact_id: int, event: InboundEvent, item_id: int | None
-) -> tuple[Lead, bool]:
-    """The contact's open lead, or a new one from this event; True when it was created.
+) -> tuple[int, Row[Any] | None]:
+    """The contact's open lead id, and the new lead's row when this event opened it.
 
     A concurrent transaction opening a lead for the same contact loses on the partial unique
     index and the whole ingest is retried, finding this lead.
     """
-    lead = open_lead(session, contact_id)
-    if lead is not None:
-        return lead, False
-    utm = {f"utm_{k}": (event.utm.get(k) or None) for k in UTM_FIELDS}
-    lead = Lead(
-        contact_id=contact_id,
-        source=event.source or event.channel_type,
-        channel=event.channel,
-        form_id=event.form_id,
-        dialled_number=event.meta.get("dialled_number"),
-        first_item_id=item_id,
-        status="open",
-        stage="new",
-        **utm,
-    )
-    session.add(lead)
-    session.flush()
-    return lead, True
+    lead_id = open_lead_id(session, contact_id)
+    if lead_id is not None:
+        return lead_id, None
+    now = utcnow()
+    values = {
+        "contact_id": contact_id,
+        "source": event.source or event.channel_type,
+        "channel": event.channel,
+        "form_id": event.form_id,
+        "dialled_number": event.meta.get("dialled_number"),
+        "first_item_id": item_id,
+        "status": "open",
+        "stage": "new",
+        "pipeline": "default",
+        "created_at": now,
+        "updated_at": now,
+        **{f"utm_{k}": (event.utm.get(k) or None) for k in UTM_FIELDS},
+    }
+    row = session.execute(INSERT_LEAD, values).one()
+    return int(row.id), row
 
 
-def lead_to_dict(lead: Lead) -> dict[str, Any]:
+def lead_to_dict(lead: Lead | Row[Any]) -> dict[str, Any]:
     return {
         "id": lead.id,
         "contact_id": lead.contact_id,
