@@ -6,9 +6,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, Table
+from sqlalchemy import Connection, Executable, Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 
 @cache
@@ -21,9 +20,9 @@ def _insert_ignore(dialect: str, table: Table, conflict: tuple[str, ...]) -> Exe
 
 
 def insert_ignore(
-    session: Session, table: Table, values: dict[str, Any], conflict: list[str]
+    conn: Connection, table: Table, values: dict[str, Any], conflict: list[str]
 ) -> int | None:
     """Insert a row unless one with the same unique key exists; the new id, or None."""
-    statement = _insert_ignore(session.get_bind().dialect.name, table, tuple(conflict))
-    row = session.execute(statement, values).first()
+    statement = _insert_ignore(conn.dialect.name, table, tuple(conflict))
+    row = conn.execute(statement, values).first()
     return None if row is None else int(row[0])

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import Row, Table, bindparam, case, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, Table, bindparam, case, insert, select, update
 
 from hub.channels.base import InboundEvent
 from hub.db import WRITE_ATTEMPTS, Database, is_retryable
@@ -80,14 +79,14 @@ COMPLETE_RECEIPT = (
 )
 
 
-def _claim_receipt(session: Session, event: InboundEvent) -> int | None:
+def _claim_receipt(conn: Connection, event: InboundEvent) -> int | None:
     """The dedupe key, taken before any side effect: None when the event was seen before.
 
     On PostgreSQL a concurrent transaction with the same key waits here until the first
     commits and then finds the row; on SQLite writers are serialised.
     """
     return insert_ignore(
-        session,
+        conn,
         RECEIPTS,
         {
             "channel_type": event.channel_type,
@@ -99,13 +98,13 @@ def _claim_receipt(session: Session, event: InboundEvent) -> int | None:
     )
 
 
-def _seen_before(session: Session, event: InboundEvent) -> IngestResult:
+def _seen_before(conn: Connection, event: InboundEvent) -> IngestResult:
     key = {
         "channel_type": event.channel_type,
         "channel": event.channel,
         "external_id": event.external_id,
     }
-    receipt = session.execute(SEEN_BEFORE, key).first()
+    receipt = conn.execute(SEEN_BEFORE, key).first()
     if receipt is None:  # claimed by a transaction that then rolled back: not stored
         return IngestResult(duplicate=True, item_id=None, contact_id=None)
     return IngestResult(
@@ -118,7 +117,7 @@ def _seen_before(session: Session, event: InboundEvent) -> IngestResult:
 
 
 def find_or_open_conversation(
-    session: Session, contact_id: int, event: InboundEvent, new_contact: bool
+    conn: Connection, contact_id: int, event: InboundEvent, new_contact: bool
 ) -> Row[Any]:
     """The contact's conversation on this channel (and provider thread), with last_message_at
     moved to now; a closed one reopens, so a person's history on a channel stays in one place."""
@@ -127,13 +126,11 @@ def find_or_open_conversation(
     if not new_contact:  # a contact created in this transaction has no conversation yet
         params = {"contact_id": contact_id, "channel": event.channel}
         if event.thread_key is None:
-            conversation_id = session.scalar(LATEST_CONVERSATION, params)
+            conversation_id = conn.scalar(LATEST_CONVERSATION, params)
         else:
-            conversation_id = session.scalar(
-                LATEST_THREAD, params | {"thread_key": event.thread_key}
-            )
+            conversation_id = conn.scalar(LATEST_THREAD, params | {"thread_key": event.thread_key})
     if conversation_id is not None:
-        return session.execute(
+        return conn.execute(
             TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": now}
         ).one()
     values = {
@@ -147,29 +144,30 @@ def find_or_open_conversation(
         "created_at": now,
         "updated_at": now,
     }
-    return session.execute(INSERT_CONVERSATION, values).one()
+    return conn.execute(INSERT_CONVERSATION, values).one()
 
 
-def _keep_fields(session: Session, contact_id: int, fields: dict[str, Any]) -> None:
+def _keep_fields(conn: Connection, contact_id: int, fields: dict[str, Any]) -> None:
     """Extra form fields become the contact's custom fields; the newest value wins."""
     if not fields:
         return
-    current = session.scalar(select(CONTACTS.c.custom_fields).where(CONTACTS.c.id == contact_id))
-    session.execute(
+    current = conn.scalar(select(CONTACTS.c.custom_fields).where(CONTACTS.c.id == contact_id))
+    conn.execute(
         update(CONTACTS)
         .where(CONTACTS.c.id == contact_id)
         .values(custom_fields={**(current or {}), **fields}, updated_at=utcnow())
     )
 
 
-def _ingest_once(session: Session, event: InboundEvent, region: str | None) -> IngestResult:
-    receipt_id = _claim_receipt(session, event)
+def _ingest_once(conn: Connection, event: InboundEvent, region: str | None) -> IngestResult:
+    """One event in the caller's transaction (Core statements: no unit of work to flush)."""
+    receipt_id = _claim_receipt(conn, event)
     if receipt_id is None:
-        return _seen_before(session, event)
-    match = match_contact(session, event.sender, region)
+        return _seen_before(conn, event)
+    match = match_contact(conn, event.sender, region)
     contact_id = match.contact_id
-    _keep_fields(session, contact_id, dict(event.fields))
-    conversation = find_or_open_conversation(session, contact_id, event, match.created)
+    _keep_fields(conn, contact_id, dict(event.fields))
+    conversation = find_or_open_conversation(conn, contact_id, event, match.created)
     meta = (
         dict(event.meta)
         | ({"utm": dict(event.utm)} if event.utm else {})
@@ -199,11 +197,11 @@ def _ingest_once(session: Session, event: InboundEvent, region: str | None) -> I
         "created_at": conversation.last_message_at,
         "updated_at": conversation.last_message_at,
     }
-    item = session.execute(INSERT_ITEM, values).one()
+    item = conn.execute(INSERT_ITEM, values).one()
     lead_id, new_lead = None, None
     if event.opens_lead:
-        lead_id, new_lead = open_or_join_lead(session, contact_id, event, item.id)
-    session.execute(
+        lead_id, new_lead = open_or_join_lead(conn, contact_id, event, item.id, match.created)
+    conn.execute(
         COMPLETE_RECEIPT,
         {"receipt_id": receipt_id, "item": item.id, "contact": contact_id, "lead": lead_id},
     )
@@ -244,7 +242,7 @@ async def ingest(db: Database, event: InboundEvent, region: str | None) -> Inges
                 attempt=attempt,
                 reason=type(exc).__name__,
             )
-            await asyncio.sleep(0.01 * attempt)
+            await asyncio.sleep(0.01 * 2**attempt)  # 20 ms .. 160 ms: a lock to clear
             continue
         return result
     raise AssertionError("unreachable")

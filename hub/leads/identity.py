@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
 
 from hub.channels.base import Sender
 from hub.db import LostRace
@@ -76,10 +75,10 @@ def claims_of(sender: Sender, region: str | None) -> list[Claim]:
     return sorted(unique.values(), key=lambda c: PRIORITY[c.kind])
 
 
-def add_identity(session: Session, contact_id: int, claim: Claim) -> bool:
+def add_identity(conn: Connection, contact_id: int, claim: Claim) -> bool:
     """Attach an identity unless it exists; True when it was added."""
     new_id = insert_ignore(
-        session,
+        conn,
         IDENTITIES,
         {
             "contact_id": contact_id,
@@ -94,10 +93,10 @@ def add_identity(session: Session, contact_id: int, claim: Claim) -> bool:
     return new_id is not None
 
 
-def suggest_duplicate(session: Session, contact_id: int, other_id: int, reason: str) -> None:
+def suggest_duplicate(conn: Connection, contact_id: int, other_id: int, reason: str) -> None:
     low, high = sorted((contact_id, other_id))
     insert_ignore(
-        session,
+        conn,
         SUGGESTIONS,
         {"contact_id": low, "other_id": high, "reason": reason, "status": "open"},
         ["contact_id", "other_id"],
@@ -111,11 +110,11 @@ class Found:
     meta: dict[str, Any]
 
 
-def find_identities(session: Session, claims: list[Claim]) -> dict[tuple[str, str], Found]:
+def find_identities(conn: Connection, claims: list[Claim]) -> dict[tuple[str, str], Found]:
     if not claims:
         return {}
     keys = {(c.kind, c.value) for c in claims}
-    rows = session.execute(FIND_IDENTITIES, {"values": sorted({c.value for c in claims})})
+    rows = conn.execute(FIND_IDENTITIES, {"values": sorted({c.value for c in claims})})
     return {
         (r.kind, r.value): Found(r.id, r.contact_id, r.meta or {})
         for r in rows
@@ -123,7 +122,7 @@ def find_identities(session: Session, claims: list[Claim]) -> dict[tuple[str, st
     }
 
 
-def match_contact(session: Session, sender: Sender, region: str | None) -> Match:
+def match_contact(conn: Connection, sender: Sender, region: str | None) -> Match:
     """Find the sender's contact by any identity, or create it; attach the new identities.
 
     When the claims point at two different contacts, the event joins the contact of the
@@ -131,7 +130,7 @@ def match_contact(session: Session, sender: Sender, region: str | None) -> Match
     into a form, so only an operator (or provider proof) merges people.
     """
     claims = claims_of(sender, region)
-    found = find_identities(session, claims)
+    found = find_identities(conn, claims)
     owners: list[int] = []
     for claim in claims:
         identity = found.get((claim.kind, claim.value))
@@ -148,7 +147,7 @@ def match_contact(session: Session, sender: Sender, region: str | None) -> Match
             "created_at": now,
             "updated_at": now,
         }
-        contact_id = int(session.execute(INSERT_CONTACT, values).scalar_one())
+        contact_id = int(conn.execute(INSERT_CONTACT, values).scalar_one())
     else:
         contact_id = owners[0]
     for other in owners[1:]:
@@ -157,18 +156,16 @@ def match_contact(session: Session, sender: Sender, region: str | None) -> Match
             for c in claims
             if (i := found.get((c.kind, c.value))) is not None and i.contact_id == other
         ]
-        suggest_duplicate(
-            session, contact_id, other, f"one message also claimed {', '.join(shared)}"
-        )
+        suggest_duplicate(conn, contact_id, other, f"one message also claimed {', '.join(shared)}")
     for claim in claims:
         identity = found.get((claim.kind, claim.value))
         if identity is None:
-            if not add_identity(session, contact_id, claim):
+            if not add_identity(conn, contact_id, claim):
                 # Someone else's concurrent transaction attached it since we looked; the retry
                 # finds its owner instead of leaving this person split in two.
                 raise LostRace(f"{claim.kind} identity claimed concurrently")
         elif identity.contact_id == contact_id and claim.meta and dict(claim.meta) != identity.meta:
-            session.execute(  # usernames change
+            conn.execute(  # usernames change
                 update(IDENTITIES)
                 .where(IDENTITIES.c.id == identity.id)
                 .values(meta={**identity.meta, **dict(claim.meta)})
@@ -176,7 +173,7 @@ def match_contact(session: Session, sender: Sender, region: str | None) -> Match
     if not created and (sender.name or sender.company):
         for column, value in (("name", sender.name), ("company", sender.company)):
             if value:
-                session.execute(
+                conn.execute(
                     update(CONTACTS)
                     .where(CONTACTS.c.id == contact_id, CONTACTS.c[column].is_(None))
                     .values({column: value})

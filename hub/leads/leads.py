@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, Table, bindparam, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, Table, bindparam, insert, select
 
 from hub.channels.base import InboundEvent
 from hub.models import Lead, utcnow
@@ -18,19 +17,23 @@ OPEN_LEAD = select(LEADS.c.id).where(
 INSERT_LEAD = insert(LEADS).returning(*LEADS.c)
 
 
-def open_lead_id(session: Session, contact_id: int) -> int | None:
-    return session.scalar(OPEN_LEAD, {"contact_id": contact_id})
+def open_lead_id(conn: Connection, contact_id: int) -> int | None:
+    return conn.scalar(OPEN_LEAD, {"contact_id": contact_id})
 
 
 def open_or_join_lead(
-    session: Session, contact_id: int, event: InboundEvent, item_id: int | None
+    conn: Connection,
+    contact_id: int,
+    event: InboundEvent,
+    item_id: int | None,
+    new_contact: bool = False,
 ) -> tuple[int, Row[Any] | None]:
     """The contact's open lead id, and the new lead's row when this event opened it.
 
     A concurrent transaction opening a lead for the same contact loses on the partial unique
     index and the whole ingest is retried, finding this lead.
     """
-    lead_id = open_lead_id(session, contact_id)
+    lead_id = None if new_contact else open_lead_id(conn, contact_id)
     if lead_id is not None:
         return lead_id, None
     now = utcnow()
@@ -48,7 +51,7 @@ def open_or_join_lead(
         "updated_at": now,
         **{f"utm_{k}": (event.utm.get(k) or None) for k in UTM_FIELDS},
     }
-    row = session.execute(INSERT_LEAD, values).one()
+    row = conn.execute(INSERT_LEAD, values).one()
     return int(row.id), row
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumber
@@ -69,6 +70,7 @@ def _valid_e164(text: str, region: str | None) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@lru_cache(maxsize=8192)  # pure, and each inbound number is read twice (validation, matching)
 def normalize_phone(raw: str, region: str | None) -> str | None:
     """The canonical E.164 form of a typed phone number, or None when no reading of it is valid.
 
