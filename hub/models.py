@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -262,3 +263,19 @@ class Reminder(Base):
     escalated_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+# Tables for Core statements on hot paths (the ingest pipeline runs for every inbound event).
+CONTACTS = _table(Contact)
+IDENTITIES = _table(Identity)
+SUGGESTIONS = _table(DuplicateSuggestion)
+CONVERSATIONS = _table(Conversation)
+ITEMS = _table(TimelineItem)
+RECEIPTS = _table(InboundReceipt)
+LEADS = _table(Lead)

@@ -6,7 +6,7 @@ import difflib
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -208,21 +208,28 @@ class _Reader:
         return out
 
 
+def _named_tables(
+    reader: _Reader, section: str, raw: Any, what: str
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """The [section.NAME] tables with valid names, as (name, where, table)."""
+    if not isinstance(raw, dict):
+        reader.problems.append(f"{section}: must be a table of [{section}.NAME] tables")
+        return
+    for name, table in raw.items():
+        where = f"{section}.{name}"
+        if not NAME_RE.match(name):
+            reader.problems.append(f"{where}: the {what} must be letters, digits, '-' or '_'")
+        elif not isinstance(table, dict):
+            reader.problems.append(f"{where}: must be a table")
+        else:
+            yield name, where, table
+
+
 def _read_channels(reader: _Reader, raw: Any) -> dict[str, ChannelConfig]:
     from hub.channels.registry import CHANNEL_TYPES  # the registry imports channel modules
 
     channels: dict[str, ChannelConfig] = {}
-    if not isinstance(raw, dict):
-        reader.problems.append("channels: must be a table of [channels.NAME] tables")
-        return channels
-    for name, table in raw.items():
-        where = f"channels.{name}"
-        if not NAME_RE.match(name):
-            reader.problems.append(f"{where}: the name must be letters, digits, '-' or '_'")
-            continue
-        if not isinstance(table, dict):
-            reader.problems.append(f"{where}: must be a table")
-            continue
+    for name, where, table in _named_tables(reader, "channels", raw, "name"):
         kind = table.get("type")
         webhook_types = sorted(t for t in CHANNEL_TYPES if t != "form")
         if kind is None:
@@ -245,17 +252,10 @@ def _read_forms(reader: _Reader, raw: Any) -> dict[str, FormConfig]:
     from limits import parse_many
 
     forms: dict[str, FormConfig] = {}
-    if not isinstance(raw, dict):
-        reader.problems.append("forms: must be a table of [forms.NAME] tables")
-        return forms
-    for form_id, table in raw.items():
-        where = f"forms.{form_id}"
-        if not NAME_RE.match(form_id):
-            reader.problems.append(f"{where}: the form id must be letters, digits, '-' or '_'")
-            continue
+    for form_id, where, table in _named_tables(reader, "forms", raw, "form id"):
         values = reader.table(where, table, FORM_KEYS)
         fields = values.get("fields", [])
-        if isinstance(table, dict) and "required" not in table:
+        if "required" not in table:
             # The default asks for whichever contact field the form has: phone, else e-mail.
             values["required"] = [f for f in ("phone", "email") if f in fields][:1]
         required = values.get("required", [])

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 from sqlalchemy import Select, and_, func, or_, select
@@ -25,6 +27,7 @@ from hub.models import Contact, Conversation, Identity, Lead, TimelineItem, User
 from webhooks.context import RUNTIME
 from webhooks.responses import client_ip, error, json_response
 
+T = TypeVar("T")
 USER_KEY = web.RequestKey("user", User)
 PUBLIC_API = {"/api/auth/login", "/api/openapi.json"}
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
@@ -114,14 +117,46 @@ def decode_cursor(request: web.Request) -> list[Any] | None:
     return parts
 
 
+def id_cursor(request: web.Request) -> int | None:
+    cursor = decode_cursor(request)
+    if cursor is None:
+        return None
+    if not isinstance(cursor[0], int) or isinstance(cursor[0], bool):
+        raise BadRequest("cursor: not a cursor this API returned", "cursor")
+    return cursor[0]
+
+
 def keyset_by_id(query: Select[Any], model: Any, request: web.Request) -> Select[Any]:
     """Newest first; the cursor is the last id seen."""
-    cursor = decode_cursor(request)
-    if cursor is not None:
-        if not isinstance(cursor[0], int):
-            raise BadRequest("cursor: not a cursor this API returned", "cursor")
-        query = query.where(model.id < cursor[0])
+    if (last := id_cursor(request)) is not None:
+        query = query.where(model.id < last)
     return query.order_by(model.id.desc())
+
+
+def split_page(rows: list[T], limit: int, cursor_of: Callable[[T], list[Any]]) -> Page[T]:
+    """Rows were fetched with limit + 1: the extra one says whether a next page exists."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode_cursor(*cursor_of(rows[-1])) if more else None)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    rows: list[T]
+    next_cursor: str | None
+
+
+async def items_page(session: AsyncSession, request: web.Request, where: Any) -> web.Response:
+    """Timeline items matching `where`, oldest first, paged forward by id."""
+    limit = page_limit(request)
+    query = select(TimelineItem).where(where)
+    if (last := id_cursor(request)) is not None:
+        query = query.where(TimelineItem.id > last)
+    rows = list(await session.scalars(query.order_by(TimelineItem.id).limit(limit + 1)))
+    page = split_page(rows, limit, lambda item: [item.id])
+    return json_response(
+        {"items": [item_to_dict(i) for i in page.rows], "next_cursor": page.next_cursor}
+    )
 
 
 def current_user(request: web.Request) -> User:
@@ -217,12 +252,9 @@ async def list_contacts(request: web.Request) -> web.Response:
         )
     query = keyset_by_id(query, Contact, request).limit(limit + 1)
     async with runtime.db.read() as session:
-        contacts = list(await session.scalars(query))
-        more = len(contacts) > limit
-        contacts = contacts[:limit]
-        items = await contacts_to_dicts(session, contacts)
-    cursor = encode_cursor(contacts[-1].id) if more else None
-    return json_response({"items": items, "next_cursor": cursor})
+        page = split_page(list(await session.scalars(query)), limit, lambda c: [c.id])
+        items = await contacts_to_dicts(session, page.rows)
+    return json_response({"items": items, "next_cursor": page.next_cursor})
 
 
 async def load_contact(session: AsyncSession, request: web.Request) -> Contact:
@@ -245,22 +277,10 @@ async def get_contact(request: web.Request) -> web.Response:
 
 
 async def contact_timeline(request: web.Request) -> web.Response:
-    """Every item of the contact on every channel, oldest first; paged forward by id."""
-    limit = page_limit(request)
+    """Every item of the contact on every channel, oldest first."""
     async with request.app[RUNTIME].db.read() as session:
         contact = await load_contact(session, request)
-        query = select(TimelineItem).where(TimelineItem.contact_id == contact.id)
-        if (cursor := decode_cursor(request)) is not None:
-            query = query.where(TimelineItem.id > int(cursor[0]))
-        rows = list(await session.scalars(query.order_by(TimelineItem.id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return json_response(
-        {
-            "items": [item_to_dict(i) for i in rows],
-            "next_cursor": encode_cursor(rows[-1].id) if more else None,
-        }
-    )
+        return await items_page(session, request, TimelineItem.contact_id == contact.id)
 
 
 async def merge_contact(request: web.Request) -> web.Response:
@@ -317,18 +337,18 @@ async def list_conversations(request: web.Request) -> web.Response:
         )
     query = query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
     async with request.app[RUNTIME].db.read() as session:
-        rows = list(await session.scalars(query.limit(limit + 1)))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        contacts = {
-            c.id: c
-            for c in await session.scalars(
-                select(Contact).where(Contact.id.in_({r.contact_id for r in rows}))
-            )
-        }
-    items = [conversation_to_dict(r) | {"contact_name": contacts[r.contact_id].name} for r in rows]
-    cursor_out = encode_cursor(rows[-1].last_message_at.isoformat(), rows[-1].id) if more else None
-    return json_response({"items": items, "next_cursor": cursor_out})
+        page = split_page(
+            list(await session.scalars(query.limit(limit + 1))),
+            limit,
+            lambda c: [c.last_message_at.isoformat(), c.id],
+        )
+        contact_ids = {r.contact_id for r in page.rows}
+        rows = await session.execute(
+            select(Contact.id, Contact.name).where(Contact.id.in_(contact_ids))
+        )
+        names = {row.id: row.name for row in rows}
+    items = [conversation_to_dict(r) | {"contact_name": names[r.contact_id]} for r in page.rows]
+    return json_response({"items": items, "next_cursor": page.next_cursor})
 
 
 async def load_conversation(session: AsyncSession, request: web.Request) -> Conversation:
@@ -346,21 +366,9 @@ async def get_conversation(request: web.Request) -> web.Response:
 
 
 async def conversation_messages(request: web.Request) -> web.Response:
-    limit = page_limit(request)
     async with request.app[RUNTIME].db.read() as session:
         conversation = await load_conversation(session, request)
-        query = select(TimelineItem).where(TimelineItem.conversation_id == conversation.id)
-        if (cursor := decode_cursor(request)) is not None:
-            query = query.where(TimelineItem.id > int(cursor[0]))
-        rows = list(await session.scalars(query.order_by(TimelineItem.id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return json_response(
-        {
-            "items": [item_to_dict(i) for i in rows],
-            "next_cursor": encode_cursor(rows[-1].id) if more else None,
-        }
-    )
+        return await items_page(session, request, TimelineItem.conversation_id == conversation.id)
 
 
 async def list_leads(request: web.Request) -> web.Response:
@@ -375,14 +383,9 @@ async def list_leads(request: web.Request) -> web.Response:
         query = query.where(Lead.contact_id == int_param(contact_id, "contact_id"))
     query = keyset_by_id(query, Lead, request).limit(limit + 1)
     async with request.app[RUNTIME].db.read() as session:
-        rows = list(await session.scalars(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
+        page = split_page(list(await session.scalars(query)), limit, lambda lead: [lead.id])
     return json_response(
-        {
-            "items": [lead_to_dict(r) for r in rows],
-            "next_cursor": encode_cursor(rows[-1].id) if more else None,
-        }
+        {"items": [lead_to_dict(r) for r in page.rows], "next_cursor": page.next_cursor}
     )
 
 

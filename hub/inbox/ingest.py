@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Row, Table, bindparam, case, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, case, insert, select, update
 
 from hub.channels.base import InboundEvent
 from hub.db import WRITE_ATTEMPTS, Database, is_retryable
@@ -16,7 +16,7 @@ from hub.inbox.live import LiveEvent
 from hub.inbox.timeline import conversation_to_dict, item_to_dict
 from hub.leads.identity import match_contact
 from hub.leads.leads import lead_to_dict, open_or_join_lead
-from hub.models import Contact, Conversation, InboundReceipt, TimelineItem, utcnow
+from hub.models import CONTACTS, CONVERSATIONS, ITEMS, RECEIPTS, utcnow
 from hub.sql import insert_ignore
 
 log = structlog.get_logger(__name__)
@@ -35,11 +35,6 @@ class IngestResult:
     live: tuple[LiveEvent, ...] = field(default=(), repr=False)
 
 
-# The ingest path runs for every inbound event: Core statements, no ORM unit of work.
-RECEIPTS: Table = InboundReceipt.__table__  # type: ignore[assignment]  # declarative: Tables
-ITEMS: Table = TimelineItem.__table__  # type: ignore[assignment]
-CONVERSATIONS: Table = Conversation.__table__  # type: ignore[assignment]
-CONTACTS: Table = Contact.__table__  # type: ignore[assignment]
 SEEN_BEFORE = (
     select(RECEIPTS.c.item_id, RECEIPTS.c.contact_id, RECEIPTS.c.lead_id, ITEMS.c.conversation_id)
     .outerjoin(ITEMS, ITEMS.c.id == RECEIPTS.c.item_id)

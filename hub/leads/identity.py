@@ -5,22 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
 from hub.channels.base import Sender
 from hub.db import LostRace
 from hub.leads.emails import normalize_email
 from hub.leads.phones import normalize_phone
-from hub.models import Contact, DuplicateSuggestion, Identity, utcnow
+from hub.models import CONTACTS, IDENTITIES, SUGGESTIONS, Identity, utcnow
 from hub.sql import insert_ignore
 
 # Which claim decides the contact when an event's identities point at different people:
 # provider accounts first (they cannot be typed by someone else), then phones, then e-mail.
 PRIORITY = {"telegram": 0, "phone": 1, "email": 2}
-# The ingest path uses Core statements on the tables: it runs for every inbound event.
-CONTACTS: Table = Contact.__table__  # type: ignore[assignment]  # declarative tables are Tables
-IDENTITIES: Table = Identity.__table__  # type: ignore[assignment]
-SUGGESTIONS: Table = DuplicateSuggestion.__table__  # type: ignore[assignment]
 FIND_IDENTITIES = select(
     IDENTITIES.c.id,
     IDENTITIES.c.contact_id,

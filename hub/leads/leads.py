@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, bindparam, insert, select
+from sqlalchemy import Connection, Row, bindparam, insert, select
 
 from hub.channels.base import InboundEvent
-from hub.models import Lead, utcnow
+from hub.models import LEADS, Lead, utcnow
 
 UTM_FIELDS = ("source", "medium", "campaign", "term", "content")
-LEADS: Table = Lead.__table__  # type: ignore[assignment]  # declarative tables are Tables
 OPEN_LEAD = select(LEADS.c.id).where(
     LEADS.c.contact_id == bindparam("contact_id"), LEADS.c.status == "open"
 )

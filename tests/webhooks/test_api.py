@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -213,11 +214,21 @@ async def test_conversations_and_messages_page_with_cursors(
             break
     assert len(seen) == 5 and len(set(seen)) == 5
     assert seen == sorted(seen, reverse=True)  # newest message first
+    forged = base64.urlsafe_b64encode(b'["x"]').decode()
+    for path in (f"/api/conversations/{seen[0]}/messages", "/api/leads", "/api/contacts"):
+        bad = await client.get(path, params={"cursor": forged}, headers=auth(token))
+        assert bad.status == 400, path
     messages = await (
         await client.get(f"/api/conversations/{seen[0]}/messages", headers=auth(token))
     ).json()
     assert [m["text"] for m in messages["items"]] == ["m4"]
-    for params in ({"limit": "501"}, {"limit": "0"}, {"cursor": "!!"}, {"status": "weird"}):
+    for params in (
+        {"limit": "501"},
+        {"limit": "0"},
+        {"cursor": "!!"},
+        {"cursor": forged},
+        {"status": "weird"},
+    ):
         bad = await client.get("/api/conversations", params=params, headers=auth(token))
         assert bad.status == 400, params
     unassigned = await client.get(
