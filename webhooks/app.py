@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from hub.runtime import Runtime
-from webhooks import api, forms, health
+from webhooks import api, forms, health, inbound
 from webhooks.context import RUNTIME
 from webhooks.responses import error, json_response
 
@@ -67,6 +67,7 @@ def make_app(runtime: Runtime) -> web.Application:
     app = web.Application(middlewares=[request_context, api.authenticate], client_max_size=MAX_BODY)
     app[RUNTIME] = runtime
     forms.add_routes(app)
+    inbound.add_routes(app)
     api.add_routes(app)
     health.add_routes(app)
 

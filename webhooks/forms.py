@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import json
-import time
 from importlib import resources
 
 import structlog
@@ -12,10 +11,9 @@ from aiohttp import web
 
 from hub.channels.base import InboundRequest, InvalidPayload
 from hub.channels.webform import WebForm
-from hub.inbox.ingest import ingest
-from hub.inbox.live import publish
-from hub.metrics import INBOUND_EVENTS, INGEST_SECONDS
+from hub.metrics import INBOUND_EVENTS
 from webhooks.context import RUNTIME
+from webhooks.inbound import store
 from webhooks.responses import client_ip, error, json_response
 
 log = structlog.get_logger(__name__)
@@ -109,19 +107,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
         if _wants_redirect(request):
             raise web.HTTPSeeOther(form.form.success_url or f"/forms/{channel}/thanks")
         return json_response({"lead_id": None, "contact_id": None}, 201, headers=cors)
-    event = events[0]
-    started = time.perf_counter()
-    result = await ingest(runtime.db, event, runtime.settings.default_region)
-    INGEST_SECONDS.labels("form").observe(time.perf_counter() - started)
-    INBOUND_EVENTS.labels(channel, "form", "duplicate" if result.duplicate else "stored").inc()
-    log.info(
-        "form_submitted",
-        form=channel,
-        event_id=event.external_id,
-        duplicate=result.duplicate,
-        lead_id=result.lead_id,
-    )
-    await publish(runtime.redis, runtime.settings.redis_prefix, result.live)
+    result = await store(runtime, events[0])
     if _wants_redirect(request):
         raise web.HTTPSeeOther(form.form.success_url or f"/forms/{channel}/thanks")
     return json_response(

@@ -22,7 +22,8 @@ def json_response(
 def error(
     status: int, reason: str, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> web.Response:
-    return json_response({"error": reason, **extra}, status=status, headers=headers)
+    details = {k: v for k, v in extra.items() if v is not None}
+    return json_response({"error": reason, **details}, status=status, headers=headers)
 
 
 def client_ip(request: web.Request) -> str:

@@ -1,0 +1,89 @@
+"""Provider webhooks, one thin route for every channel: verify -> parse -> ingest -> answer."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+from aiohttp import web
+
+from hub.channels.base import InboundEvent, InboundRequest, InvalidPayload, ProviderAnswer
+from hub.inbox.ingest import IngestResult, ingest
+from hub.inbox.live import publish
+from hub.metrics import INBOUND_EVENTS, INGEST_SECONDS
+from hub.runtime import Runtime
+from webhooks.context import RUNTIME
+from webhooks.responses import client_ip, error
+
+log = structlog.get_logger(__name__)
+
+
+def provider_url(request: web.Request) -> str:
+    """The URL the provider called, as configured: behind a proxy the Host header is not ours
+    to trust, and signatures (Twilio's) are computed over the public URL."""
+    public = request.app[RUNTIME].settings.public_url
+    base = public or f"{request.scheme}://{request.host}"
+    return base + request.path_qs
+
+
+async def receive(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    kind, name = request.match_info["type"], request.match_info["channel"]
+    channel = runtime.channels.get(name)
+    if channel is None or channel.type != kind:
+        return error(404, f"no {kind} channel {name!r}")
+    structlog.contextvars.bind_contextvars(channel=name)
+    body = await request.read()
+    inbound = InboundRequest(
+        method=request.method,
+        path=request.path,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+        query=dict(request.query),
+        remote=client_ip(request),
+        url=provider_url(request),
+    )
+    if not channel.verify(inbound):
+        INBOUND_EVENTS.labels(name, kind, "rejected").inc()
+        log.warning("webhook_rejected", reason="verification failed", ip=client_ip(request))
+        return error(channel.reject_status, "signature or secret does not match")
+    try:
+        events = channel.parse(inbound)
+    except InvalidPayload as exc:
+        INBOUND_EVENTS.labels(name, kind, "rejected").inc()
+        return error(400, exc.reason, field=exc.field)
+    for event in events:
+        await store(runtime, event)
+    return answer(channel.ack(events))
+
+
+async def store(runtime: Runtime, event: InboundEvent) -> IngestResult:
+    """Commit one event, count it, then push its live events (only after the commit)."""
+    started = time.perf_counter()
+    result = await ingest(runtime.db, event, runtime.settings.default_region)
+    INGEST_SECONDS.labels(event.channel_type).observe(time.perf_counter() - started)
+    outcome = "duplicate" if result.duplicate else "stored"
+    INBOUND_EVENTS.labels(event.channel, event.channel_type, outcome).inc()
+    log.info(
+        "inbound_event",
+        channel=event.channel,
+        event_id=event.external_id,
+        outcome=outcome,
+        lead_id=result.lead_id,
+    )
+    await publish(runtime.redis, runtime.settings.redis_prefix, result.live)
+    return result
+
+
+def answer(reply: ProviderAnswer) -> web.Response:
+    return web.Response(
+        status=reply.status,
+        body=reply.body,
+        content_type=reply.content_type,
+        headers=dict(reply.headers),
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/webhooks/{type}/{channel}", receive)
+    app.router.add_post("/webhooks/{type}/{channel}/{rest:.+}", receive)
