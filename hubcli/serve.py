@@ -159,6 +159,11 @@ def up(settings: Settings, demo: bool = False) -> int:
 
 def _run_up(settings: Settings, demo: bool) -> None:
     banner = f"hub is running at {url_of(settings)}  (Ctrl+C stops it)"
+    if not demo and not settings.forms and not settings.channels:
+        banner += (
+            "\nnothing to receive yet: copy config/hub.example.toml to hub.toml and add a form "
+            "or a channel, or try `hub up --demo`"
+        )
     if demo:
         from hubcli.demo import seed_demo
 

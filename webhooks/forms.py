@@ -169,7 +169,33 @@ async def thanks(request: web.Request) -> web.Response:
     return web.Response(text=PAGE.format(title="Thank you", body=body), content_type="text/html")
 
 
+async def home(request: web.Request) -> web.Response:
+    """What this hub serves, until the operator inbox takes this page over."""
+    runtime = request.app[RUNTIME]
+    forms = "".join(
+        f'<li><a href="/forms/{html.escape(f)}">{html.escape(f)}</a>: '
+        f"<code>&lt;div data-hub-form=&quot;{html.escape(f)}&quot;&gt;&lt;/div&gt;"
+        f"&lt;script src=&quot;{html.escape(_public_base(request))}/forms/{html.escape(f)}"
+        f"/embed.js&quot; async&gt;&lt;/script&gt;</code></li>"
+        for f in sorted(runtime.forms)
+    )
+    channels = "".join(
+        f"<li>{html.escape(c.name)}: {html.escape(c.describe())}</li>"
+        for c in runtime.channels.values()
+    )
+    body = (
+        "<h1>hub is running</h1>"
+        f"<h2>Forms</h2><ul>{forms or '<li>none configured: add a [forms.NAME] table</li>'}</ul>"
+        f"<h2>Channels</h2><ul>{channels or '<li>none configured</li>'}</ul>"
+        "<p>API: <code>POST /api/auth/login</code>, then <code>/api/contacts</code>, "
+        "<code>/api/conversations</code>, <code>/api/leads</code>. "
+        'Health: <a href="/healthz">/healthz</a>, metrics: <a href="/metrics">/metrics</a>.</p>'
+    )
+    return web.Response(text=PAGE.format(title="hub", body=body), content_type="text/html")
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", home)
     app.router.add_route("OPTIONS", "/forms/{form_id}", preflight)
     app.router.add_post("/forms/{form_id}", submit)
     app.router.add_get("/forms/{form_id}", hosted_page)

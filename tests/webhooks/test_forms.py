@@ -238,3 +238,11 @@ async def test_embed_script_carries_the_form_configuration(client: Client) -> No
     assert "/forms/callback" in script
     missing = await client.get("/forms/nope/embed.js")
     assert missing.status == 404
+
+
+async def test_home_page_lists_forms_with_their_snippet(client: Client) -> None:
+    response = await client.get("/")
+    assert response.status == 200
+    page = await response.text()
+    assert 'href="/forms/callback"' in page
+    assert "/forms/callback/embed.js" in page
