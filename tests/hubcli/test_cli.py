@@ -183,3 +183,12 @@ def test_migrate_creates_the_tables(cli_env: Path, capsys: pytest.CaptureFixture
     # Running it again is harmless.
     assert main(["migrate"]) == 0
     assert tables() == created
+
+
+@pytest.mark.parametrize("command", ["web", "worker"])
+def test_web_and_worker_without_redis_name_the_fix(
+    hub_db: str, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command]) == 2
+    err = capsys.readouterr().err
+    assert "HUB_REDIS_URL" in err and "hub up" in err
