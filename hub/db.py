@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 # How often a write transaction is retried when it loses a race (a unique constraint another
 # transaction just claimed, a serialization failure, a SQLite lock held by another process).
@@ -202,6 +204,20 @@ class Database:
             return await self._group.run(fn, *args)
         async with self.engine.begin() as conn:
             return await conn.run_sync(fn, *args)
+
+    async def run_write_retrying(self, fn: Callable[..., T], *args: Any) -> T:
+        """run_write, retried when the transaction lost a race (a unique key another transaction
+        just claimed, a lock held by another process). Safe for functions that claim a dedupe
+        key first: every attempt starts from nothing or finds the winner's result."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return await self.run_write(fn, *args)
+            except Exception as exc:
+                if attempt == WRITE_ATTEMPTS or not is_retryable(exc):
+                    raise
+                log.info("write_retry", attempt=attempt, reason=type(exc).__name__)
+                await asyncio.sleep(0.01 * 2**attempt)  # 20 ms .. 1.3 s: a lock to clear
+        raise AssertionError("unreachable")
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

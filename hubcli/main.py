@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(bench)
     bench.set_defaults(func=cmd_bench)
+    from hubcli.telegram import add_parser as add_telegram
+
+    add_telegram(sub)
     return parser
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from hub.channels.base import InboundEvent, InboundRequest, InvalidPayload, ProviderAnswer
 from hub.inbox.ingest import IngestResult, ingest
 from hub.inbox.live import publish
+from hub.inbox.status import apply_status_update, status_update_of
 from hub.metrics import INBOUND_EVENTS, INGEST_SECONDS
 from hub.runtime import Runtime
 from webhooks.context import RUNTIME
@@ -60,7 +61,10 @@ async def receive(request: web.Request) -> web.StreamResponse:
 async def store(runtime: Runtime, event: InboundEvent) -> IngestResult:
     """Commit one event, count it, then push its live events (only after the commit)."""
     started = time.perf_counter()
-    result = await ingest(runtime.db, event, runtime.settings.default_region)
+    if status_update_of(event) is not None:  # a delivery report for an outbound item
+        result = await apply_status_update(runtime.db, event)
+    else:
+        result = await ingest(runtime.db, event, runtime.settings.default_region)
     INGEST_SECONDS.labels(event.channel_type).observe(time.perf_counter() - started)
     outcome = "duplicate" if result.duplicate else "stored"
     INBOUND_EVENTS.labels(event.channel, event.channel_type, outcome).inc()

@@ -81,6 +81,12 @@ class InboundEvent:
     meta: Mapping[str, Any] = field(default_factory=dict)
     thread_key: str | None = None  # the provider's conversation (chat id, mail thread)
     opens_lead: bool = True
+    # Phones the provider proves belong to the sender (a Telegram share of one's own contact):
+    # unlike a typed phone, such proof links the phone and merges its other owner at once.
+    proven_phones: tuple[str, ...] = ()
+    # The external_id of an earlier item this event edits (a provider-side message edit):
+    # that item's text changes and its previous texts are kept in meta["edits"].
+    revises: str | None = None
 
 
 @dataclass(frozen=True)

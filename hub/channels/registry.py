@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from hub.channels.base import Channel
+from hub.channels.telegram import Telegram
+from hub.channels.twilio import Twilio
 from hub.channels.webform import WebForm
 from hub.settings import ChannelConfig, Settings
 
 CHANNEL_TYPES: dict[str, type[Channel]] = {
     WebForm.type: WebForm,
+    Telegram.type: Telegram,
+    Twilio.type: Twilio,
 }
 
 

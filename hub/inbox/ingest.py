@@ -3,7 +3,6 @@ in one transaction, exactly once."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,10 +10,10 @@ import structlog
 from sqlalchemy import Connection, Row, bindparam, case, insert, select, update
 
 from hub.channels.base import InboundEvent
-from hub.db import WRITE_ATTEMPTS, Database, is_retryable
+from hub.db import Database
 from hub.inbox.live import LiveEvent
 from hub.inbox.timeline import conversation_to_dict, item_to_dict
-from hub.leads.identity import match_contact
+from hub.leads.identity import link_proven_phone, match_contact
 from hub.leads.leads import lead_to_dict, open_or_join_lead
 from hub.models import CONTACTS, CONVERSATIONS, ITEMS, RECEIPTS, utcnow
 from hub.sql import insert_ignore
@@ -67,6 +66,15 @@ TOUCH_CONVERSATION = (
     .returning(*CONVERSATIONS.c)
 )
 INSERT_ITEM = insert(ITEMS).returning(*ITEMS.c)
+REVISED_ITEM = (
+    select(ITEMS)
+    .where(
+        ITEMS.c.channel_type == bindparam("channel_type"),
+        ITEMS.c.channel == bindparam("channel"),
+        ITEMS.c.external_id == bindparam("external_id"),
+    )
+    .with_for_update()  # two edits of one message at once must not lose either from history
+)
 COMPLETE_RECEIPT = (
     update(RECEIPTS)
     .where(RECEIPTS.c.id == bindparam("receipt_id"))
@@ -154,27 +162,70 @@ def _keep_fields(conn: Connection, contact_id: int, fields: dict[str, Any]) -> N
     )
 
 
+def _attachment_rows(event: InboundEvent) -> list[dict[str, Any]]:
+    return [
+        {"name": a.name, "content_type": a.content_type, "size": a.size, "url": None}
+        | ({"source_url": a.url} if a.url else {})
+        | ({"ref": a.ref} if a.ref else {})
+        for a in event.attachments
+    ]
+
+
+def _revise(conn: Connection, event: InboundEvent, receipt_id: int) -> IngestResult | None:
+    """An edit of an earlier item: its text (and media, when the edit carries some) change and
+    meta["edits"] keeps each replaced text with the time of the edit. None when the original
+    was never stored (the edit then becomes an item of its own)."""
+    key = {"channel_type": event.channel_type, "channel": event.channel}
+    item = conn.execute(REVISED_ITEM, key | {"external_id": event.revises}).first()
+    if item is None:
+        return None
+    now = utcnow()
+    meta = dict(item.meta or {})
+    edited_at = (event.occurred_at or now).isoformat()
+    meta["edits"] = [*meta.get("edits", []), {"text": item.text, "edited_at": edited_at}]
+    values: dict[str, Any] = {"text": event.text, "meta": meta, "updated_at": now}
+    if event.attachments:
+        values["attachments"] = _attachment_rows(event)
+    row = conn.execute(
+        update(ITEMS).where(ITEMS.c.id == item.id).values(values).returning(*ITEMS.c)
+    ).one()
+    conn.execute(
+        COMPLETE_RECEIPT,
+        {"receipt_id": receipt_id, "item": item.id, "contact": item.contact_id, "lead": None},
+    )
+    return IngestResult(
+        duplicate=False,
+        item_id=item.id,
+        contact_id=item.contact_id,
+        conversation_id=item.conversation_id,
+        live=(LiveEvent("message.updated", item_to_dict(row)),),
+    )
+
+
 def _ingest_once(conn: Connection, event: InboundEvent, region: str | None) -> IngestResult:
     """One event in the caller's transaction (Core statements: no unit of work to flush)."""
     receipt_id = _claim_receipt(conn, event)
     if receipt_id is None:
         return _seen_before(conn, event)
+    if event.revises is not None and (revised := _revise(conn, event, receipt_id)) is not None:
+        return revised
     match = match_contact(conn, event.sender, region)
-    contact_id = match.contact_id
+    contact_id, new_contact = match.contact_id, match.created
+    for phone in event.proven_phones:
+        kept, merged = link_proven_phone(
+            conn, contact_id, phone, region, f"{event.channel_type} contact share"
+        )
+        if merged:  # the older contact is kept: this is no longer a person seen for the first time
+            contact_id, new_contact = kept, False
     _keep_fields(conn, contact_id, dict(event.fields))
-    conversation = find_or_open_conversation(conn, contact_id, event, match.created)
+    conversation = find_or_open_conversation(conn, contact_id, event, new_contact)
     meta = (
         dict(event.meta)
         | ({"utm": dict(event.utm)} if event.utm else {})
         | ({"fields": dict(event.fields)} if event.fields else {})
         | ({"occurred_at": event.occurred_at.isoformat()} if event.occurred_at else {})
     )
-    attachments = [
-        {"name": a.name, "content_type": a.content_type, "size": a.size, "url": None}
-        | ({"source_url": a.url} if a.url else {})
-        | ({"ref": a.ref} if a.ref else {})
-        for a in event.attachments
-    ]
+    attachments = _attachment_rows(event)
     values = {
         "conversation_id": conversation.id,
         "contact_id": contact_id,
@@ -195,7 +246,7 @@ def _ingest_once(conn: Connection, event: InboundEvent, region: str | None) -> I
     item = conn.execute(INSERT_ITEM, values).one()
     lead_id, new_lead = None, None
     if event.opens_lead:
-        lead_id, new_lead = open_or_join_lead(conn, contact_id, event, item.id, match.created)
+        lead_id, new_lead = open_or_join_lead(conn, contact_id, event, item.id, new_contact)
     conn.execute(
         COMPLETE_RECEIPT,
         {"receipt_id": receipt_id, "item": item.id, "contact": contact_id, "lead": lead_id},
@@ -214,7 +265,7 @@ def _ingest_once(conn: Connection, event: InboundEvent, region: str | None) -> I
         conversation_id=conversation.id,
         lead_id=lead_id,
         lead_created=new_lead is not None,
-        contact_created=match.created,
+        contact_created=new_contact,
         duplicates=match.duplicates,
         live=tuple(live),
     )
@@ -224,20 +275,5 @@ async def ingest(db: Database, event: InboundEvent, region: str | None) -> Inges
     """Store one event exactly once. A lost race (the same person arriving twice at once, a
     lock held by another process) retries the whole transaction, which is safe because the
     receipt makes every attempt start from nothing or find the winner's result."""
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
-        try:
-            result = await db.run_write(_ingest_once, event, region)
-        except Exception as exc:
-            if attempt == WRITE_ATTEMPTS or not is_retryable(exc):
-                raise
-            log.info(
-                "ingest_retry",
-                channel=event.channel,
-                event_id=event.external_id,
-                attempt=attempt,
-                reason=type(exc).__name__,
-            )
-            await asyncio.sleep(0.01 * 2**attempt)  # 20 ms .. 160 ms: a lock to clear
-            continue
-        return result
-    raise AssertionError("unreachable")
+    structlog.contextvars.bind_contextvars(channel=event.channel, event_id=event.external_id)
+    return await db.run_write_retrying(_ingest_once, event, region)

@@ -67,7 +67,8 @@ async def deliver_item(
     if result.status == "failed" and result.retryable:
         raise DeliveryError(result.error or "temporary failure", result.retry_after)
     async with db.write() as session:
-        item = await session.get_one(TimelineItem, item_id)
+        # Locked: a delivery report committed meanwhile must not be overwritten with "sent".
+        item = await session.get_one(TimelineItem, item_id, with_for_update=True)
         if item.status != "queued":
             return []
         item.status = result.status

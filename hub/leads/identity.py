@@ -10,6 +10,7 @@ from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from hub.channels.base import Sender
 from hub.db import LostRace
 from hub.leads.emails import normalize_email
+from hub.leads.merge import MergeError, merge_into
 from hub.leads.phones import normalize_phone
 from hub.models import CONTACTS, IDENTITIES, SUGGESTIONS, Identity, utcnow
 from hub.sql import insert_ignore
@@ -175,6 +176,32 @@ def match_contact(conn: Connection, sender: Sender, region: str | None) -> Match
                     .values({column: value})
                 )
     return Match(contact_id=contact_id, created=created, duplicates=tuple(owners[1:]))
+
+
+def link_proven_phone(
+    conn: Connection, contact_id: int, raw: str, region: str | None, reason: str
+) -> tuple[int, bool]:
+    """A phone the provider proves is the contact's (a Telegram share of one's own contact):
+    attach it, and when another contact already has it, merge the two at once, audited (the
+    older contact is kept, as it is the one operators already know). The kept contact's id,
+    and whether a merge happened."""
+    claim = phone_claim(raw, region)
+    if not claim.valid:
+        return contact_id, False  # proof of a number we cannot read links nothing
+    owner = find_identities(conn, [claim]).get((claim.kind, claim.value))
+    if owner is None:
+        if not add_identity(conn, contact_id, claim):
+            raise LostRace("phone identity claimed concurrently")
+        return contact_id, False
+    if owner.contact_id == contact_id:
+        return contact_id, False
+    keep, other = sorted((contact_id, owner.contact_id))
+    try:
+        merge_into(conn, keep, other, user_id=None, ip=None, reason=reason)
+    except MergeError:
+        # Merged by a concurrent transaction since we looked: the retry sees the outcome.
+        raise LostRace("contact merged concurrently") from None
+    return keep, True
 
 
 def identities_by_kind(identities: list[Identity]) -> dict[str, Any]:

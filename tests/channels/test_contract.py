@@ -14,6 +14,8 @@ import pytest
 from hub.channels.base import Channel, InboundEvent, InboundRequest, InvalidPayload
 from hub.channels.registry import CHANNEL_TYPES, build_channels, build_forms
 from hub.settings import FormConfig, Settings
+from tests.channels.test_telegram import contract_case as telegram_case
+from tests.channels.test_twilio import contract_case as twilio_case
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,11 @@ def form_case() -> Case:
     )
 
 
-CASES: dict[str, Callable[[], Case]] = {"form": form_case}
+CASES: dict[str, Callable[[], Case]] = {
+    "form": form_case,
+    "telegram": telegram_case,
+    "twilio": twilio_case,
+}
 
 
 def test_every_registered_type_has_a_contract_case() -> None:
