@@ -170,6 +170,13 @@ class TimelineItem(Base):
         UniqueConstraint("channel_type", "channel", "external_id"),
         Index("ix_timeline_items_contact_created", "contact_id", "created_at"),
         Index("ix_timeline_items_conversation_id", "conversation_id", "id"),
+        # The sweep that re-queues replies whose job was lost reads only these few rows.
+        Index(
+            "ix_timeline_items_queued",
+            "created_at",
+            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
+        ),
     )
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     conversation_id: Mapped[int | None] = mapped_column(

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, text
 
 from hub.auth.passwords import use_parameters
+from hub.auth.users import create_user
 from hub.db import Database
 from hub.log import configure_logging
 from hub.migrate import upgrade
@@ -161,3 +162,24 @@ async def client(make_client: MakeClient) -> TestClient[Any, Any]:
 async def count(db: Database, model: Any, *where: Any) -> int:
     async with db.read() as session:
         return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+async def token(client: TestClient[Any, Any], db: Database) -> str:
+    """A logged-in operator's bearer token, from the real login endpoint."""
+    async with db.write() as session:
+        await create_user(session, "op@example.com", PASSWORD, "operator", "Olga")
+    response = await client.post(
+        "/api/auth/login", json={"email": "OP@example.com", "password": PASSWORD}
+    )
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert body["user"]["role"] == "operator" and "password_hash" not in body["user"]
+    return str(body["token"])
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

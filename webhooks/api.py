@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+import structlog
 from aiohttp import web
+from redis.exceptions import RedisError
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +20,8 @@ from hub.auth.audit import record
 from hub.auth.tokens import issue_token, revoke_token, user_for_token
 from hub.auth.users import authenticate as check_password
 from hub.auth.users import user_to_dict
+from hub.inbox.live import publish
+from hub.inbox.replies import ReplyError, add_note, queue_reply
 from hub.inbox.timeline import conversation_to_dict, item_to_dict
 from hub.leads.contacts import contacts_to_dicts
 from hub.leads.identity import phone_filter
@@ -28,6 +32,7 @@ from webhooks.context import RUNTIME
 from webhooks.responses import client_ip, error, json_response
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 USER_KEY = web.RequestKey("user", User)
 PUBLIC_API = {"/api/auth/login", "/api/openapi.json"}
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
@@ -389,6 +394,49 @@ async def list_leads(request: web.Request) -> web.Response:
     )
 
 
+async def post_reply(request: web.Request) -> web.Response:
+    """Queue a reply on the conversation's channel; the worker delivers it and its status moves
+    to sent/delivered/failed. 202: accepted, not yet sent."""
+    data = await read_json(request)
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise BadRequest("text: required, a string", "text")
+    if data.get("attachments"):
+        raise BadRequest("attachments: sending files is not supported yet", "attachments")
+    runtime = request.app[RUNTIME]
+    try:
+        async with runtime.db.write() as session:
+            conversation = await load_conversation(session, request)
+            item, live = await queue_reply(
+                session, runtime.channels, conversation, text, current_user(request).id
+            )
+    except ReplyError as exc:
+        raise BadRequest(str(exc), exc.field) from None
+    try:
+        await runtime.enqueue("deliver", item.id, job_id=f"deliver:{item.id}")
+    except (RedisError, OSError) as exc:  # committed: the worker's sweep re-queues it
+        log.warning("enqueue_failed", item_id=item.id, error=str(exc))
+    await publish(runtime.redis, runtime.settings.redis_prefix, live)
+    return json_response({"id": item.id, "status": item.status}, status=202)
+
+
+async def post_note(request: web.Request) -> web.Response:
+    data = await read_json(request)
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise BadRequest("text: required, a string", "text")
+    runtime = request.app[RUNTIME]
+    try:
+        async with runtime.db.write() as session:
+            conversation = await load_conversation(session, request)
+            item, live = await add_note(session, conversation, text, current_user(request).id)
+            body = item_to_dict(item)
+    except ReplyError as exc:
+        raise BadRequest(str(exc), exc.field) from None
+    await publish(runtime.redis, runtime.settings.redis_prefix, live)
+    return json_response(body, status=201)
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/auth/login", login)
@@ -401,4 +449,6 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/conversations", list_conversations)
     r.add_get("/api/conversations/{conversation_id}", get_conversation)
     r.add_get("/api/conversations/{conversation_id}/messages", conversation_messages)
+    r.add_post("/api/conversations/{conversation_id}/messages", post_reply)
+    r.add_post("/api/conversations/{conversation_id}/notes", post_note)
     r.add_get("/api/leads", list_leads)

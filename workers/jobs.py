@@ -7,7 +7,7 @@ from typing import Any
 from arq import Retry
 
 from hub.inbox.live import publish
-from hub.inbox.replies import DeliveryError, deliver_item
+from hub.inbox.replies import DeliveryError, deliver_item, stale_queued_items
 from hub.runtime import Runtime
 
 RUNTIME = "runtime"
@@ -24,3 +24,13 @@ async def deliver(ctx: dict[str, Any], item_id: int) -> str:
         raise Retry(defer=exc.retry_after or min(300, 2**tries)) from exc
     await publish(runtime.redis, runtime.settings.redis_prefix, events)
     return events[0].data["status"] if events else "skipped"
+
+
+async def requeue_stale_replies(ctx: dict[str, Any]) -> int:
+    """Cron: a reply whose job was lost (Redis flushed, enqueue failed after commit) is queued
+    again; the job id makes this harmless for replies whose job is only waiting."""
+    runtime: Runtime = ctx[RUNTIME]
+    items = await stale_queued_items(runtime.db)
+    for item_id in items:
+        await runtime.enqueue("deliver", item_id, job_id=f"deliver:{item_id}")
+    return len(items)

@@ -7,13 +7,14 @@ import contextlib
 from typing import Any
 
 import aiohttp
-from arq import func
+from arq import cron, func
+from arq.cron import CronJob
 from arq.worker import Worker
 
 from hub.log import configure_logging
 from hub.runtime import Runtime, queue_name
 from hub.settings import load_settings
-from workers.jobs import RUNTIME, deliver
+from workers.jobs import RUNTIME, deliver, requeue_stale_replies
 
 FUNCTIONS = [func(deliver, name="deliver", max_tries=8)]
 
@@ -30,10 +31,24 @@ async def on_shutdown(ctx: dict[str, Any]) -> None:
     await ctx["http"].close()
 
 
+def cron_jobs(prefix: str) -> list[CronJob]:
+    """Periodic sweeps; named with the Redis prefix, since arq keys cron runs by name and
+    several hubs may share one Redis."""
+    return [
+        cron(
+            requeue_stale_replies,
+            name=f"{prefix}requeue_stale_replies",
+            second={0, 30},
+            run_at_startup=True,
+        )
+    ]
+
+
 class WorkerSettings:
     """For `arq workers.settings.WorkerSettings`; `hub worker` builds the same via make_worker."""
 
     functions = FUNCTIONS
+    cron_jobs = cron_jobs("hub:")
     on_startup = on_startup
     on_shutdown = on_shutdown
 
@@ -50,6 +65,7 @@ def make_worker(runtime: Runtime, **overrides: Any) -> Worker:
         "max_jobs": 20,
         "job_timeout": 120,
         "health_check_key": f"{queue_name(runtime.settings)}:health-check",
+        "cron_jobs": cron_jobs(runtime.settings.redis_prefix),
     }
     options.update(overrides)
     return Worker(**options)

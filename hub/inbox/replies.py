@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.channels.base import Channel, OutboundMessage, SendResult
 from hub.db import Database
 from hub.inbox.live import LiveEvent
-from hub.inbox.timeline import item_to_dict
+from hub.inbox.timeline import conversation_to_dict, item_to_dict
 from hub.metrics import OUTBOUND_MESSAGES
-from hub.models import Conversation, Identity, TimelineItem
+from hub.models import Conversation, Identity, Lead, TimelineItem, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -23,6 +25,111 @@ class DeliveryError(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+MAX_REPLY_CHARS = 20_000
+# A queued reply whose job went missing (Redis flushed, enqueue failed) is re-queued this long
+# after it was written; the deliver job itself is idempotent.
+STALE_QUEUED = timedelta(seconds=30)
+
+
+class ReplyError(ValueError):
+    """A reply that cannot be queued as asked; the message names what to fix."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+async def queue_reply(
+    session: AsyncSession,
+    channels: dict[str, Channel],
+    conversation: Conversation,
+    text: str,
+    author_id: int,
+) -> tuple[TimelineItem, list[LiveEvent]]:
+    """Write an operator's reply as a queued outbound item (the worker sends it) and mark the
+    lead's first response. Refused up front when the conversation's channel cannot send."""
+    text = text.strip()
+    if not text:
+        raise ReplyError("text: required", "text")
+    if len(text) > MAX_REPLY_CHARS:
+        raise ReplyError(f"text: longer than {MAX_REPLY_CHARS} characters", "text")
+    channel = channels.get(conversation.channel)
+    if channel is None or "outbound" not in channel.capabilities:
+        raise ReplyError(
+            f"conversation {conversation.id} is on {conversation.channel_type} "
+            f"channel {conversation.channel!r}, which cannot send replies: answer on another "
+            "of the contact's channels"
+        )
+    now = utcnow()
+    item = TimelineItem(
+        conversation_id=conversation.id,
+        contact_id=conversation.contact_id,
+        channel=conversation.channel,
+        channel_type=conversation.channel_type,
+        direction="out",
+        kind="message",
+        text=text,
+        status="queued",
+        author_id=author_id,
+        created_at=now,
+    )
+    session.add(item)
+    conversation.last_message_at = now
+    if conversation.status == "closed":
+        conversation.status = "open"
+    lead = await session.scalar(
+        select(Lead).where(Lead.contact_id == conversation.contact_id, Lead.status == "open")
+    )
+    if lead is not None and lead.first_response_at is None:
+        lead.first_response_at = now
+    await session.flush()
+    return item, [
+        LiveEvent("message.created", item_to_dict(item)),
+        LiveEvent("conversation.updated", conversation_to_dict(conversation)),
+    ]
+
+
+async def add_note(
+    session: AsyncSession, conversation: Conversation, text: str, author_id: int
+) -> tuple[TimelineItem, list[LiveEvent]]:
+    """An internal note: on the timeline for the team, never sent to the contact."""
+    text = text.strip()
+    if not text:
+        raise ReplyError("text: required", "text")
+    if len(text) > MAX_REPLY_CHARS:
+        raise ReplyError(f"text: longer than {MAX_REPLY_CHARS} characters", "text")
+    item = TimelineItem(
+        conversation_id=conversation.id,
+        contact_id=conversation.contact_id,
+        channel=conversation.channel,
+        channel_type=conversation.channel_type,
+        direction="internal",
+        kind="note",
+        text=text,
+        status="internal",
+        author_id=author_id,
+    )
+    session.add(item)
+    await session.flush()
+    return item, [LiveEvent("message.created", item_to_dict(item))]
+
+
+async def stale_queued_items(db: Database) -> list[int]:
+    """Replies still queued well after they were written: their job was lost."""
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(TimelineItem.id)
+            .where(
+                TimelineItem.direction == "out",
+                TimelineItem.status == "queued",
+                TimelineItem.created_at < utcnow() - STALE_QUEUED,
+            )
+            .order_by(TimelineItem.id)
+            .limit(500)
+        )
+        return list(rows)
 
 
 async def deliver_item(

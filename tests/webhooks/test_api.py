@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
@@ -14,27 +13,9 @@ from hub.channels.base import InboundEvent, Sender
 from hub.db import Database
 from hub.inbox.ingest import ingest
 from hub.models import AuditEntry, Contact, Lead, TimelineItem
-from tests.conftest import count
+from tests.conftest import PASSWORD, auth, count
 
 Client = TestClient[Any, Any]
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-async def token(client: Client, db: Database) -> str:
-    async with db.write() as session:
-        await create_user(session, "op@example.com", PASSWORD, "operator", "Olga")
-    response = await client.post(
-        "/api/auth/login", json={"email": "OP@example.com", "password": PASSWORD}
-    )
-    assert response.status == 200, await response.text()
-    body = await response.json()
-    assert body["user"]["role"] == "operator" and "password_hash" not in body["user"]
-    return str(body["token"])
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def seed(db: Database) -> dict[str, Any]:
