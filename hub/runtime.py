@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from arq.connections import ArqRedis
 
@@ -46,13 +47,17 @@ class Runtime:
             forms=build_forms(settings),
         )
 
-    async def enqueue(self, function: str, *args: object, job_id: str) -> None:
-        """Queue a job by name; the job id carries the prefix so hubs sharing Redis never meet."""
+    async def enqueue(
+        self, function: str, *args: object, job_id: str, defer_until: datetime | None = None
+    ) -> None:
+        """Queue a job by name; the job id carries the prefix so hubs sharing Redis never meet.
+        `defer_until` runs it no earlier than that time."""
         await self.redis.enqueue_job(
             function,
             *args,
             _job_id=f"{self.settings.redis_prefix}{job_id}",
             _queue_name=queue_name(self.settings),
+            _defer_until=defer_until,
         )
 
     async def close(self) -> None:

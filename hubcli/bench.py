@@ -1,4 +1,5 @@
-"""`hub bench`: load-test POST /forms/{id} through the full pipeline and a bare aiohttp handler."""
+"""`hub bench`: load-test POST /forms/{id} (or the Telegram webhook) through the full pipeline
+and a bare aiohttp handler."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import math
 import os
 import random
+import secrets
 import shlex
 import signal
 import socket
@@ -19,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from rich.console import Console
@@ -34,6 +36,19 @@ from rich.progress import (
 from rich.table import Table
 
 FORM_ID = "bench"
+TARGETS = ("form", "telegram")
+TELEGRAM_CHANNEL = "benchtg"
+# Well-formed, so `hub up` accepts it; never used: the bench only posts inbound updates.
+TELEGRAM_TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"  # noqa: S105
+TELEGRAM_VERIFY_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+TELEGRAM_USERS = 1000  # the pool of returning people the updates come from
+TELEGRAM_ID_SPACE = 2**31 - 1  # update_id and message_id are 32-bit in the Bot API
+TELEGRAM_TEXTS = (
+    "Salom! Do you deliver to Tashkent?",
+    "How much is the bench offer?",
+    "Can I pay by card?",
+    "Thanks, see you tomorrow",
+)
 GOAL_RATIO = 0.33  # hub req/s over bare req/s
 GOAL_P99_MS = 20.0
 MAX_ERROR_SHARE = 0.001  # more errors than this makes the exit code non-zero
@@ -63,6 +78,18 @@ allowed_origins = ["*"]
 rate_limit = "1000000/minute"
 """
 
+
+def telegram_config(secret: str, api_port: int) -> str:
+    """The bench channel: nothing is sent out, so api_base is a local port nobody listens on."""
+    return f"""
+[channels.{TELEGRAM_CHANNEL}]
+type = "telegram"
+bot_token = "{TELEGRAM_TOKEN}"
+webhook_secret = "{secret}"
+api_base = "http://127.0.0.1:{api_port}"
+"""
+
+
 # The baseline: the same framework and the same request, with no pipeline behind it.
 BARE_SERVER = """\
 import json, sys
@@ -74,11 +101,16 @@ async def submit(request):
     await request.json()
     return web.Response(status=201, text=ANSWER, content_type="application/json")
 
+async def webhook(request):
+    await request.json()
+    return web.Response(status=200)
+
 async def healthz(request):
     return web.Response(text="ok")
 
 app = web.Application()
 app.router.add_post("/forms/{form_id}", submit)
+app.router.add_post("/webhooks/telegram/{channel}", webhook)
 app.router.add_get("/healthz", healthz)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None,
             backlog=1024)
@@ -90,6 +122,13 @@ class BenchError(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="form",
+        help=f"what to post: form posts to /forms/{FORM_ID} (default), or Telegram text "
+        f"updates to /webhooks/telegram/{TELEGRAM_CHANNEL} from {TELEGRAM_USERS} returning users",
+    )
     parser.add_argument(
         "--connections", type=_positive, default=32, help="concurrent clients (default 32)"
     )
@@ -231,9 +270,11 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def hub_env(args: argparse.Namespace, workdir: Path, port: int, prefix: str) -> dict[str, str]:
+def hub_env(
+    args: argparse.Namespace, workdir: Path, port: int, prefix: str, channels: str = ""
+) -> dict[str, str]:
     config = workdir / "hub.toml"
-    config.write_text(BENCH_CONFIG, encoding="utf-8")
+    config.write_text(BENCH_CONFIG + channels, encoding="utf-8")
     extra = {
         "HUB_CONFIG": str(config),
         "HUB_DATA_DIR": str(workdir / "data"),
@@ -310,6 +351,12 @@ def percentile(sorted_values: list[float], share: float) -> float:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+class Source(Protocol):
+    """Where the requests' bodies and headers come from: one new request per call."""
+
+    def next(self) -> tuple[dict[str, Any], dict[str, str]]: ...
+
+
 class Payloads:
     """Distinct people: each request a new phone, name and Idempotency-Key, so a new contact
     and lead every time; the phone range starts at random so reruns on one database differ."""
@@ -321,7 +368,7 @@ class Payloads:
         self.start = random.randrange(PHONE_SPACE - total + 1)
         self.count = 0
 
-    def next(self) -> tuple[dict[str, str], dict[str, str]]:
+    def next(self) -> tuple[dict[str, Any], dict[str, str]]:
         n = self.start + self.count
         self.count += 1
         body = {
@@ -336,10 +383,48 @@ class Payloads:
         return body, headers
 
 
+class TelegramUpdates:
+    """Text messages from a pool of returning people: each update a new update_id and
+    message_id, its sender one of `TELEGRAM_USERS` users (each in their private chat with the
+    bot), so after the first few most updates land on an existing contact and conversation.
+    The ids start at random so reruns on one database differ."""
+
+    def __init__(self, total: int, secret: str, users: int = TELEGRAM_USERS) -> None:
+        if total > TELEGRAM_ID_SPACE // 2:
+            raise BenchError(f"at most {TELEGRAM_ID_SPACE // 2} requests per run, got {total}")
+        self.headers = {TELEGRAM_VERIFY_HEADER: secret}
+        self.start = random.randrange(1, TELEGRAM_ID_SPACE - total + 1)
+        first_user = random.randrange(10**9, 7 * 10**9)
+        self.users = [first_user + n for n in range(users)]
+        self.random = random.Random()
+        self.count = 0
+
+    def next(self) -> tuple[dict[str, Any], dict[str, str]]:
+        n = self.start + self.count
+        self.count += 1
+        user_id = self.random.choice(self.users)
+        person = {"first_name": "Bench", "last_name": f"User {user_id}"}
+        body = {
+            "update_id": n,
+            "message": {
+                "message_id": n,
+                "from": {"id": user_id, "is_bot": False, **person, "language_code": "uz"},
+                "chat": {"id": user_id, **person, "type": "private"},
+                "date": int(time.time()),
+                "text": TELEGRAM_TEXTS[n % len(TELEGRAM_TEXTS)],
+            },
+        }
+        return body, self.headers
+
+
+def target_path(target: str) -> str:
+    return f"/webhooks/telegram/{TELEGRAM_CHANNEL}" if target == "telegram" else f"/forms/{FORM_ID}"
+
+
 async def drive(
     session: aiohttp.ClientSession,
     url: str,
-    payloads: Payloads,
+    payloads: Source,
     count: int,
     connections: int,
     latencies: list[float] | None,
@@ -371,10 +456,15 @@ async def drive(
     await asyncio.gather(*(worker() for _ in range(min(connections, count))))
 
 
-async def load(name: str, server: Server, args: argparse.Namespace, progress: Progress) -> Result:
-    url = f"{server.url}/forms/{FORM_ID}"
-    payloads = Payloads(args.warmup + args.requests)
-    task = progress.add_task(name, total=args.warmup + args.requests)
+async def load(
+    name: str, server: Server, args: argparse.Namespace, progress: Progress, secret: str = ""
+) -> Result:
+    url = f"{server.url}{target_path(args.target)}"
+    total = args.warmup + args.requests
+    payloads: Source = (
+        TelegramUpdates(total, secret) if args.target == "telegram" else Payloads(total)
+    )
+    task = progress.add_task(name, total=total)
 
     def advance() -> None:
         progress.advance(task)
@@ -432,6 +522,8 @@ def running(server: Server) -> Iterator[Server]:
 
 async def bench_all(args: argparse.Namespace, workdir: Path, err: Console) -> list[Result]:
     results: list[Result] = []
+    secret = secrets.token_urlsafe(24)
+    channels = telegram_config(secret, free_port()) if args.target == "telegram" else ""
     bare_port = free_port()
     bare_env = child_env({})
     bare = start_server(
@@ -440,11 +532,11 @@ async def bench_all(args: argparse.Namespace, workdir: Path, err: Console) -> li
     with running(bare):
         await wait_healthy(bare)
         with progress_bar(err) as progress:
-            results.append(await load("bare", bare, args, progress))
+            results.append(await load("bare", bare, args, progress, secret))
 
     hub_port = free_port()
     prefix = f"bench:{random.getrandbits(40):010x}:"
-    env = hub_env(args, workdir, hub_port, prefix)
+    env = hub_env(args, workdir, hub_port, prefix, channels)
     if args.database_url:
         migrate(env, workdir)
     hub = start_server("hub", [sys.executable, "-m", "hubcli.main", "up"], env, hub_port, workdir)
@@ -452,7 +544,7 @@ async def bench_all(args: argparse.Namespace, workdir: Path, err: Console) -> li
         with running(hub):
             await wait_healthy(hub)
             with progress_bar(err) as progress:
-                results.append(await load("hub", hub, args, progress))
+                results.append(await load("hub", hub, args, progress, secret))
     finally:
         if args.redis_url:
             forget_redis_keys(args.redis_url, prefix)
@@ -471,7 +563,10 @@ def _redact(url: str) -> str:
 
 def report(args: argparse.Namespace, results: list[Result], command: str) -> dict[str, Any]:
     out = Console()
-    table = Table(title=f"hub bench: POST /forms/{FORM_ID}, {args.connections} connections")
+    what = f"POST {target_path(args.target)}"
+    if args.target != "form":  # the form title stays as it always was
+        what = f"{args.target}, {what}"
+    table = Table(title=f"hub bench: {what}, {args.connections} connections")
     for column in ("target", "requests", "errors", "req/s", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column == "target" else "right")
     for r in results:
@@ -502,9 +597,13 @@ def report(args: argparse.Namespace, results: list[Result], command: str) -> dic
     for r in results:
         for sample in r.error_samples:
             out.print(f"{r.target} error: {sample}", highlight=False, markup=False)
+    where: dict[str, Any] = {"form": FORM_ID}
+    if args.target == "telegram":
+        where = {"channel": TELEGRAM_CHANNEL, "users": TELEGRAM_USERS}
     return {
         "command": command,
-        "form": FORM_ID,
+        "target": args.target,
+        **where,
         "connections": args.connections,
         "requests": args.requests,
         "warmup": args.warmup,
@@ -524,7 +623,10 @@ def report(args: argparse.Namespace, results: list[Result], command: str) -> dic
 
 
 def command_line(args: argparse.Namespace) -> str:
-    parts = ["hub", "bench", "--connections", str(args.connections)]
+    parts = ["hub", "bench"]
+    if args.target != "form":
+        parts += ["--target", args.target]
+    parts += ["--connections", str(args.connections)]
     parts += ["--requests", str(args.requests), "--warmup", str(args.warmup)]
     if args.database_url:
         parts += ["--database-url", _redact(args.database_url)]
@@ -539,9 +641,15 @@ def run_bench(args: argparse.Namespace) -> int:
     """Bare handler first, then the hub; print the table and the goals; 1 on too many errors."""
     err = Console(stderr=True)
     if args.database_url:
+        total = args.warmup + args.requests
+        rows = (
+            f"{total} bench contacts, leads and reminders"
+            if args.target == "form"
+            else f"{min(total, TELEGRAM_USERS)} bench contacts with {total} Telegram messages"
+        )
         err.print(
             f"[yellow]warning:[/] the hub is migrated and benched on {_redact(args.database_url)}:"
-            f" {args.warmup + args.requests} bench contacts, leads and reminders stay in its tables"
+            f" {rows} stay in its tables"
         )
     command = command_line(args)
     with tempfile.TemporaryDirectory(prefix=workdir_prefix()) as tmp:

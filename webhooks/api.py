@@ -437,6 +437,30 @@ async def post_note(request: web.Request) -> web.Response:
     return json_response(body, status=201)
 
 
+async def get_attachment(request: web.Request) -> web.StreamResponse:
+    """A stored attachment's bytes, by the sha256 on its timeline item; always a download
+    (never rendered inline as our origin's page) in the content type it arrived as."""
+    from hub.inbox.attachments import find_stored, is_sha256, safe_filename
+
+    digest = request.match_info["sha256"]
+    if not is_sha256(digest):
+        raise BadRequest("sha256: 64 lowercase hexadecimal digits", "sha256")
+    stored = find_stored(request.app[RUNTIME].settings.data_dir, digest)
+    if stored is None:
+        raise NotFound(f"attachment {digest}")
+    name = safe_filename(stored.name)
+    return web.FileResponse(
+        stored.path,
+        headers={
+            "Content-Type": stored.content_type,
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
+            "Cache-Control": "private, max-age=31536000, immutable",
+        },
+    )
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/auth/login", login)
@@ -452,3 +476,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/conversations/{conversation_id}/messages", post_reply)
     r.add_post("/api/conversations/{conversation_id}/notes", post_note)
     r.add_get("/api/leads", list_leads)
+    r.add_get("/api/attachments/{sha256}", get_attachment)

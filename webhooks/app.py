@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from hub.runtime import Runtime
-from webhooks import api, forms, health, inbound
+from webhooks import api, forms, health, inbound, reminders
 from webhooks.context import RUNTIME
 from webhooks.responses import error, json_response
 
@@ -69,6 +69,7 @@ def make_app(runtime: Runtime) -> web.Application:
     forms.add_routes(app)
     inbound.add_routes(app)
     api.add_routes(app)
+    reminders.add_routes(app)
     health.add_routes(app)
 
     async def close_runtime(app: web.Application) -> None:

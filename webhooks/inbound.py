@@ -6,11 +6,13 @@ import time
 
 import structlog
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from hub.channels.base import InboundEvent, InboundRequest, InvalidPayload, ProviderAnswer
 from hub.inbox.ingest import IngestResult, ingest
 from hub.inbox.live import publish
 from hub.inbox.status import apply_status_update, status_update_of
+from hub.leads.reminders import enqueue_dues
 from hub.metrics import INBOUND_EVENTS, INGEST_SECONDS
 from hub.runtime import Runtime
 from webhooks.context import RUNTIME
@@ -64,7 +66,12 @@ async def store(runtime: Runtime, event: InboundEvent) -> IngestResult:
     if status_update_of(event) is not None:  # a delivery report for an outbound item
         result = await apply_status_update(runtime.db, event)
     else:
-        result = await ingest(runtime.db, event, runtime.settings.default_region)
+        result = await ingest(
+            runtime.db,
+            event,
+            runtime.settings.default_region,
+            runtime.settings.leads.callback_within,
+        )
     INGEST_SECONDS.labels(event.channel_type).observe(time.perf_counter() - started)
     outcome = "duplicate" if result.duplicate else "stored"
     INBOUND_EVENTS.labels(event.channel, event.channel_type, outcome).inc()
@@ -75,6 +82,13 @@ async def store(runtime: Runtime, event: InboundEvent) -> IngestResult:
         outcome=outcome,
         lead_id=result.lead_id,
     )
+    if not result.duplicate and result.item_id is not None and event.attachments:
+        try:  # committed: the worker fetches the files and keeps them under the data dir
+            job_id = f"fetch_attachments:{result.item_id}"
+            await runtime.enqueue("fetch_attachments", result.item_id, job_id=job_id)
+        except (RedisError, OSError) as exc:
+            log.warning("enqueue_failed", item_id=result.item_id, error=str(exc))
+    await enqueue_dues(runtime, result.reminders)  # committed: the callback reminder's job
     await publish(runtime.redis, runtime.settings.redis_prefix, result.live)
     return result
 

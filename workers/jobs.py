@@ -6,11 +6,13 @@ from typing import Any
 
 from arq import Retry
 
+from hub.inbox.attachments import fetch_item_attachments
 from hub.inbox.live import publish
 from hub.inbox.replies import DeliveryError, deliver_item, stale_queued_items
 from hub.runtime import Runtime
 
 RUNTIME = "runtime"
+FETCH_TRIES = 5
 
 
 async def deliver(ctx: dict[str, Any], item_id: int) -> str:
@@ -34,3 +36,23 @@ async def requeue_stale_replies(ctx: dict[str, Any]) -> int:
     for item_id in items:
         await runtime.enqueue("deliver", item_id, job_id=f"deliver:{item_id}")
     return len(items)
+
+
+async def fetch_attachments(ctx: dict[str, Any], item_id: int) -> str:
+    """Fetch an inbound item's files from the provider and keep them under the data dir. A
+    provider that is down is tried again with backoff; on the last try, and for a refusal or a
+    file too large, the attachment gets an `error` in words. Files already kept are skipped."""
+    runtime: Runtime = ctx[RUNTIME]
+    tries = int(ctx.get("job_try", 1))
+    outcome = await fetch_item_attachments(
+        runtime.db,
+        runtime.channels,
+        runtime.settings.data_dir,
+        item_id,
+        ctx.get("http"),
+        final=tries >= FETCH_TRIES,
+    )
+    await publish(runtime.redis, runtime.settings.redis_prefix, outcome.live)
+    if outcome.retry is not None:
+        raise Retry(defer=outcome.retry.retry_after or min(300, 2**tries))
+    return f"stored {outcome.stored}, failed {outcome.failed}"

@@ -14,9 +14,15 @@ from arq.worker import Worker
 from hub.log import configure_logging
 from hub.runtime import Runtime, queue_name
 from hub.settings import load_settings
-from workers.jobs import RUNTIME, deliver, requeue_stale_replies
+from workers.jobs import FETCH_TRIES, RUNTIME, deliver, fetch_attachments, requeue_stale_replies
+from workers.reminders import FIRE_TRIES, SWEEP_SECONDS, fire_reminder, sweep_reminders
 
-FUNCTIONS = [func(deliver, name="deliver", max_tries=8)]
+FUNCTIONS = [
+    func(deliver, name="deliver", max_tries=8),
+    func(fetch_attachments, name="fetch_attachments", max_tries=FETCH_TRIES),
+    # no result kept: a job that gave up can be queued again by the sweep under its id
+    func(fire_reminder, name="fire_reminder", max_tries=FIRE_TRIES, keep_result=0),
+]
 
 
 async def on_startup(ctx: dict[str, Any]) -> None:
@@ -40,7 +46,13 @@ def cron_jobs(prefix: str) -> list[CronJob]:
             name=f"{prefix}requeue_stale_replies",
             second={0, 30},
             run_at_startup=True,
-        )
+        ),
+        cron(
+            sweep_reminders,
+            name=f"{prefix}sweep_reminders",
+            second=set(range(0, 60, SWEEP_SECONDS)),
+            run_at_startup=True,
+        ),
     ]
 
 

@@ -13,6 +13,7 @@ from hub.settings import ChannelConfig, Key, Settings
 Direction = Literal["in", "out", "internal"]
 ItemKind = Literal["message", "call", "note", "form", "event"]
 LeadSource = Literal["telegram", "sms", "whatsapp", "email", "form", "call"]
+MAX_DOWNLOAD_BYTES = 25 * 1024 * 1024  # the largest attachment the worker fetches and keeps
 
 
 class InvalidPayload(Exception):
@@ -59,6 +60,28 @@ class Attachment:
     size: int | None = None
     url: str | None = None  # where the worker fetches it from
     ref: str | None = None  # the provider's own file id
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A provider's file, fetched by the worker: the bytes and what the provider says they are."""
+
+    data: bytes = field(repr=False)
+    content_type: str | None = None
+
+
+class DownloadError(Exception):
+    """A file the worker could not fetch. `retryable` for a provider that is down or slow
+    (the job runs again later); otherwise final, and `reason` goes on the timeline item, so
+    it names what happened in words and never carries a token or a signed URL."""
+
+    def __init__(
+        self, reason: str, *, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -156,6 +179,15 @@ class Channel(ABC):
 
     async def fetch(self, cursor: Mapping[str, Any]) -> tuple[list[InboundEvent], dict[str, Any]]:
         raise TypeError(f"{self.type} channels are not polled")
+
+    async def download(
+        self, attachment: Mapping[str, Any], client: Any, max_bytes: int = MAX_DOWNLOAD_BYTES
+    ) -> Downloaded | None:
+        """The bytes of one stored attachment (a timeline item's attachments[i]: name,
+        content_type, size, source_url?, ref?), at most `max_bytes` of them; the HTTP client
+        (an aiohttp.ClientSession) is injected. None: this channel has no files to fetch.
+        Raises DownloadError for a file too large, refused, gone, or (retryable) unreachable."""
+        return None
 
     @abstractmethod
     def describe(self) -> str:

@@ -4,6 +4,7 @@ in one transaction, exactly once."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -15,6 +16,7 @@ from hub.inbox.live import LiveEvent
 from hub.inbox.timeline import conversation_to_dict, item_to_dict
 from hub.leads.identity import link_proven_phone, match_contact
 from hub.leads.leads import lead_to_dict, open_or_join_lead
+from hub.leads.reminders import Due, add_callback
 from hub.models import CONTACTS, CONVERSATIONS, ITEMS, RECEIPTS, utcnow
 from hub.sql import insert_ignore
 
@@ -32,6 +34,7 @@ class IngestResult:
     contact_created: bool = False
     duplicates: tuple[int, ...] = ()
     live: tuple[LiveEvent, ...] = field(default=(), repr=False)
+    reminders: tuple[Due, ...] = ()  # to enqueue after commit
 
 
 SEEN_BEFORE = (
@@ -202,8 +205,14 @@ def _revise(conn: Connection, event: InboundEvent, receipt_id: int) -> IngestRes
     )
 
 
-def _ingest_once(conn: Connection, event: InboundEvent, region: str | None) -> IngestResult:
-    """One event in the caller's transaction (Core statements: no unit of work to flush)."""
+def _ingest_once(
+    conn: Connection,
+    event: InboundEvent,
+    region: str | None,
+    callback_within: timedelta | None = None,
+) -> IngestResult:
+    """One event in the caller's transaction (Core statements: no unit of work to flush).
+    With `callback_within`, a new lead whose contact has a phone gets a callback reminder."""
     receipt_id = _claim_receipt(conn, event)
     if receipt_id is None:
         return _seen_before(conn, event)
@@ -256,8 +265,11 @@ def _ingest_once(conn: Connection, event: InboundEvent, region: str | None) -> I
         LiveEvent("message.created", item_to_dict(item)),
         LiveEvent("conversation.updated", conversation_to_dict(conversation)),
     ]
+    reminder = None
     if new_lead is not None:
         live.append(LiveEvent("lead.created", lead_to_dict(new_lead)))
+        if callback_within is not None:
+            reminder = add_callback(conn, new_lead, event, callback_within)
     return IngestResult(
         duplicate=False,
         item_id=item.id,
@@ -268,12 +280,18 @@ def _ingest_once(conn: Connection, event: InboundEvent, region: str | None) -> I
         contact_created=new_contact,
         duplicates=match.duplicates,
         live=tuple(live),
+        reminders=(reminder,) if reminder is not None else (),
     )
 
 
-async def ingest(db: Database, event: InboundEvent, region: str | None) -> IngestResult:
+async def ingest(
+    db: Database,
+    event: InboundEvent,
+    region: str | None,
+    callback_within: timedelta | None = None,
+) -> IngestResult:
     """Store one event exactly once. A lost race (the same person arriving twice at once, a
     lock held by another process) retries the whole transaction, which is safe because the
     receipt makes every attempt start from nothing or find the winner's result."""
     structlog.contextvars.bind_contextvars(channel=event.channel, event_id=event.external_id)
-    return await db.run_write_retrying(_ingest_once, event, region)
+    return await db.run_write_retrying(_ingest_once, event, region, callback_within)

@@ -13,6 +13,7 @@ from hub.channels.base import Channel, OutboundMessage, SendResult
 from hub.db import Database
 from hub.inbox.live import LiveEvent
 from hub.inbox.timeline import conversation_to_dict, item_to_dict
+from hub.leads.reminders import close_for_contact
 from hub.metrics import OUTBOUND_MESSAGES
 from hub.models import Conversation, Identity, Lead, TimelineItem, utcnow
 
@@ -84,6 +85,7 @@ async def queue_reply(
     )
     if lead is not None and lead.first_response_at is None:
         lead.first_response_at = now
+    await close_for_contact(session, conversation.contact_id)  # answered: callback done
     await session.flush()
     return item, [
         LiveEvent("message.created", item_to_dict(item)),

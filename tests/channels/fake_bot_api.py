@@ -30,6 +30,9 @@ class FakeBotAPI:
     base: str = ""
     webhook: dict[str, Any] = field(default_factory=lambda: {"url": ""})
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(5001))
+    # Files the bot may fetch: file_id -> bytes (getFile, then GET /file/bot<token>/<path>).
+    files: dict[str, bytes] = field(default_factory=dict)
+    downloads: list[str] = field(default_factory=list)  # file paths fetched
 
     def fail(self, status: int, description: str, **parameters: Any) -> None:
         body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
@@ -59,7 +62,24 @@ class FakeBotAPI:
         if self.queued:
             status, body = self.queued.pop(0)
             return web.json_response(body, status=status)
+        if method == "getFile" and params.get("file_id") not in self.files:
+            body = {"ok": False, "error_code": 400, "description": "Bad Request: invalid file_id"}
+            return web.json_response(body, status=400)
         return web.json_response({"ok": True, "result": self.result(method, params)})
+
+    @staticmethod
+    def file_path(file_id: str) -> str:
+        return f"photos/file_{abs(hash(file_id)) % 1000}.jpg"
+
+    async def download(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"]
+        self.downloads.append(path)
+        for file_id, data in self.files.items():
+            if self.file_path(file_id) == path:
+                return web.Response(body=data, content_type="application/octet-stream")
+        return web.json_response(
+            {"ok": False, "error_code": 404, "description": "Not Found"}, status=404
+        )
 
     def result(self, method: str, params: dict[str, str]) -> Any:
         if method == "sendMessage":
@@ -82,6 +102,14 @@ class FakeBotAPI:
                 "url": params["url"],
                 "allowed_updates": json.loads(params.get("allowed_updates", "[]")),
             }
+        if method == "getFile":
+            file_id = params["file_id"]
+            return {
+                "file_id": file_id,
+                "file_unique_id": f"u{abs(hash(file_id)) % 1000}",
+                "file_size": len(self.files[file_id]),
+                "file_path": self.file_path(file_id),
+            }
         if method == "getWebhookInfo":
             return {"has_custom_certificate": False, "pending_update_count": 3} | self.webhook
         return True
@@ -92,6 +120,7 @@ async def fake_bot_api() -> AsyncIterator[FakeBotAPI]:
     api = FakeBotAPI()
     app = web.Application()
     app.router.add_post("/bot{token}/{method}", api.handle)
+    app.router.add_get("/file/bot{token}/{path:.+}", api.download)
     server = TestServer(app)
     await server.start_server()
     api.base = str(server.make_url("")).rstrip("/")

@@ -78,11 +78,57 @@ def test_bench_measures_both_targets_and_leaves_no_process(
     assert bench_processes() == []
 
 
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_bench_telegram_target_measures_both_targets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--target", "telegram", "--requests", "60", "--warmup", "10"]
+    code = main([*argv, "--connections", "4", "--json", str(out)])
+
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    figures = json.loads(out.read_text())
+    assert figures["target"] == "telegram" and figures["channel"] == "benchtg"
+    assert set(figures["results"]) == {"bare", "hub"}
+    for target in ("bare", "hub"):
+        result = figures["results"][target]
+        assert result["requests"] == 60
+        # A wrong secret or a rejected Update would count here (401/400).
+        assert result["errors"] == 0, result["error_samples"]
+        assert result["warmup_errors"] == 0, result["error_samples"]
+        assert result["requests_per_s"] > 0
+        assert 0 < result["p50_ms"] <= result["p99_ms"]
+    assert "hub bench --target telegram --connections 4 --requests 60" in figures["command"]
+    assert "hub bench: telegram, POST /webhooks/telegram/benchtg" in printed
+    assert bench_processes() == []
+
+
+def test_telegram_updates_are_unique_and_come_from_returning_users() -> None:
+    from hubcli.bench import TELEGRAM_VERIFY_HEADER, TelegramUpdates
+
+    updates = TelegramUpdates(500, "s3cret", users=20)
+    seen = [updates.next() for _ in range(500)]
+    assert {headers[TELEGRAM_VERIFY_HEADER] for _, headers in seen} == {"s3cret"}
+    bodies = [body for body, _ in seen]
+    assert len({body["update_id"] for body in bodies}) == 500
+    assert len({body["message"]["message_id"] for body in bodies}) == 500
+    senders = {body["message"]["from"]["id"] for body in bodies}
+    assert len(senders) <= 20
+    for body in bodies:
+        message = body["message"]
+        assert message["chat"]["id"] == message["from"]["id"] and message["text"]
+
+
 def test_bench_options_parse() -> None:
     from hubcli.main import build_parser
 
     args = build_parser().parse_args(["bench"])
     assert (args.connections, args.requests, args.warmup) == (32, 20000, 500)
     assert args.database_url is None and args.redis_url is None and args.json is None
+    assert args.target == "form"
+    assert build_parser().parse_args(["bench", "--target", "telegram"]).target == "telegram"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--target", "sms"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--connections", "0"])

@@ -9,7 +9,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from hub.channels.base import (
+    MAX_DOWNLOAD_BYTES,
     Channel,
+    Downloaded,
     InboundEvent,
     InboundRequest,
     OutboundMessage,
@@ -98,3 +100,11 @@ class Telegram(Channel):
         from hub.channels.telegram.outbound import Delivery
 
         return await Delivery(self.bot_token, self.api_base, client).send(message)
+
+    async def download(
+        self, attachment: Mapping[str, Any], client: Any, max_bytes: int = MAX_DOWNLOAD_BYTES
+    ) -> Downloaded | None:
+        """getFile, then the file's bytes; files over the Bot API's 20 MB are refused unasked."""
+        from hub.channels.telegram.files import download_file
+
+        return await download_file(self.bot_token, self.api_base, attachment, client, max_bytes)

@@ -6,12 +6,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from twilio.request_validator import RequestValidator
 
 from hub.channels.base import (
+    MAX_DOWNLOAD_BYTES,
     Channel,
+    Downloaded,
+    DownloadError,
     InboundEvent,
     InboundRequest,
     InvalidPayload,
@@ -19,6 +23,7 @@ from hub.channels.base import (
     ProviderAnswer,
     SendResult,
 )
+from hub.channels.downloads import DOWNLOAD_SECONDS, read_capped, status_error, unreachable
 from hub.channels.twilio.rest import Account, create_message
 from hub.channels.twilio.webhooks import WHATSAPP, form_params, message_event, status_events
 from hub.settings import ChannelConfig, Key, Settings
@@ -152,3 +157,50 @@ class Twilio(Channel):
             return await create_message(
                 session, self.account, sender, message.to, message.text, media, callback
             )
+
+    def _media_host_trusted(self, url: str) -> bool:
+        """The account's credentials go only to Twilio: the configured api_base's host, or
+        a twilio.com host over https (media URLs name api.twilio.com even with a proxy)."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in ("http", "https") or not host:
+            return False
+        base = urlsplit(self.account.api_base)
+        if parts.scheme == base.scheme and parts.netloc.lower() == base.netloc.lower():
+            return True
+        return parts.scheme == "https" and (host == "twilio.com" or host.endswith(".twilio.com"))
+
+    async def download(
+        self, attachment: Mapping[str, Any], client: Any, max_bytes: int = MAX_DOWNLOAD_BYTES
+    ) -> Downloaded | None:
+        """GET MediaUrlN with the account's credentials (HTTP basic auth). Twilio answers with
+        a redirect to its media store, followed without the credentials (aiohttp drops them
+        on another origin)."""
+        url = attachment.get("source_url")
+        if not isinstance(url, str) or not url:
+            return None
+        if not self._media_host_trusted(url):
+            raise DownloadError(
+                "the media URL is not on Twilio's API host: not fetched with the account's "
+                "credentials"
+            )
+        credentials = {
+            "Authorization": aiohttp.encode_basic_auth(self.account.sid, self.account.token)
+        }
+        own = not isinstance(client, aiohttp.ClientSession)
+        http: aiohttp.ClientSession = aiohttp.ClientSession() if own else client
+        try:
+            async with http.get(
+                url,
+                headers=credentials,
+                allow_redirects=True,
+                timeout=aiohttp.ClientTimeout(total=DOWNLOAD_SECONDS),
+            ) as response:
+                if response.status != 200:
+                    raise status_error(response.status, "Twilio", "the media file")
+                return await read_capped(response, max_bytes, "Twilio")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise unreachable(exc, "Twilio") from None
+        finally:
+            if own:
+                await http.close()

@@ -1,0 +1,419 @@
+"""Callback reminders: database rows (the source of truth) fired by deferred jobs.
+
+A reminder fires at most once per due time: a conditional update on the row (still pending,
+the due time the job was queued for, and due by now) decides which job run fires it, so a
+re-enqueued job, a sweep or a second worker fires nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from redis.exceptions import RedisError
+from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.channels.base import InboundEvent
+from hub.db import Database
+from hub.inbox.live import LiveEvent
+from hub.leads.contacts import contacts_to_dicts
+from hub.leads.leads import lead_to_dict
+from hub.models import IDENTITIES, Contact, Lead, Reminder, User, _table, utcnow
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+REMINDERS = _table(Reminder)
+USERS = _table(User)
+STATUSES = ("pending", "notified", "done", "cancelled")
+OPEN_STATUSES = ("pending", "notified")
+MAX_SNOOZE_MINUTES = 7 * 24 * 60
+SNOOZE_UNIT = timedelta(minutes=1)  # what one "minute" of a snooze is (tests shorten it)
+SWEEP_BATCH = 1000
+# A job is queued (deferred to the due time) once its reminder is due within this window: at
+# commit when it already is, else by the sweep (every 5 s), so Redis holds no far-off jobs.
+LOOKAHEAD = timedelta(seconds=10)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ReminderError(ValueError):
+    """A request that cannot be applied; the message names what to fix."""
+
+    def __init__(self, reason: str, field: str | None = None, status: int = 400) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Due:
+    """A reminder's job: its id and the due time it was queued for."""
+
+    reminder_id: int
+    due_at: datetime
+
+    @property
+    def job_id(self) -> str:
+        return reminder_job_id(self.reminder_id, self.due_at)
+
+
+def reminder_job_id(reminder_id: int, due_at: datetime) -> str:
+    """From the reminder and its due time: a re-enqueue is harmless, a snooze is a new job."""
+    micros = (due_at - EPOCH) // timedelta(microseconds=1)
+    return f"reminder:{reminder_id}:{micros}"
+
+
+def reminder_to_dict(reminder: Reminder | Row[Any]) -> dict[str, Any]:
+    return {
+        "id": reminder.id,
+        "lead_id": reminder.lead_id,
+        "contact_id": reminder.contact_id,
+        "assignee_id": reminder.assignee_id,
+        "due_at": reminder.due_at.isoformat(),
+        "status": reminder.status,
+        "note": reminder.note,
+        "notified_at": reminder.notified_at.isoformat() if reminder.notified_at else None,
+        "escalated_at": reminder.escalated_at.isoformat() if reminder.escalated_at else None,
+        "created_at": reminder.created_at.isoformat(),
+    }
+
+
+async def enqueue_dues(runtime: Runtime, dues: Sequence[Due]) -> None:
+    """After commit: one deferred fire_reminder job per due time. A failure only logs, since
+    the worker's sweep queues whatever is due and unfired."""
+    horizon = utcnow() + LOOKAHEAD
+    for due in dues:
+        if due.due_at > horizon:
+            continue  # the sweep queues it when its time comes near
+        try:
+            await runtime.enqueue(
+                "fire_reminder",
+                due.reminder_id,
+                due.due_at.isoformat(),
+                job_id=due.job_id,
+                defer_until=due.due_at,
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("enqueue_failed", reminder_id=due.reminder_id, error=str(exc))
+
+
+# --- the automatic callback, inside the ingest transaction ----------------------------------
+
+
+def pick_assignee(conn: Connection, lead_assignee_id: int | None) -> int | None:
+    """The lead's assignee, else the active operator with the fewest open reminders (ties: the
+    lowest id); None when there is no operator."""
+    if lead_assignee_id is not None:
+        return lead_assignee_id
+    load = (
+        select(func.count(REMINDERS.c.id))
+        .where(REMINDERS.c.assignee_id == USERS.c.id, REMINDERS.c.status.in_(OPEN_STATUSES))
+        .scalar_subquery()
+    )
+    query = (
+        select(USERS.c.id)
+        .where(USERS.c.role == "operator", USERS.c.active.is_(True))
+        .order_by(load, USERS.c.id)
+        .limit(1)
+    )
+    return conn.scalar(query)
+
+
+def has_phone(conn: Connection, contact_id: int) -> bool:
+    query = (
+        select(IDENTITIES.c.id)
+        .where(
+            IDENTITIES.c.contact_id == contact_id,
+            IDENTITIES.c.kind == "phone",
+            IDENTITIES.c.valid.is_(True),
+        )
+        .limit(1)
+    )
+    return conn.scalar(query) is not None
+
+
+def add_callback(
+    conn: Connection, lead: Row[Any], event: InboundEvent, callback_within: timedelta
+) -> Due | None:
+    """A new lead whose contact has a phone gets a callback reminder (a missed call, flagged
+    `callback_now` in the event's meta, at once). None when there is no phone to call."""
+    if not has_phone(conn, lead.contact_id):
+        return None
+    now = utcnow()
+    due_at = now if event.meta.get("callback_now") else now + callback_within
+    values = {
+        "lead_id": lead.id,
+        "contact_id": lead.contact_id,
+        "assignee_id": pick_assignee(conn, lead.assignee_id),
+        "due_at": due_at,
+        "status": "pending",
+        "note": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    reminder_id = conn.execute(insert(REMINDERS).returning(REMINDERS.c.id), values).scalar_one()
+    return Due(int(reminder_id), due_at)
+
+
+# --- firing and sweeping ---------------------------------------------------------------------
+
+
+async def _due_event(
+    session: AsyncSession, reminder: Reminder | Row[Any], **extra: Any
+) -> LiveEvent:
+    """reminder.due: the reminder with what the manager needs to call (contact, lead)."""
+    body = reminder_to_dict(reminder)
+    contact = await session.get(Contact, reminder.contact_id)
+    if contact is not None:
+        card = (await contacts_to_dicts(session, [contact]))[0]
+        body["contact"] = {"id": card["id"], "name": card["name"], "phones": card["phones"]}
+    lead = await session.get(Lead, reminder.lead_id)
+    if lead is not None:
+        body["lead"] = lead_to_dict(lead)
+    return LiveEvent("reminder.due", body | extra)
+
+
+@dataclass(frozen=True)
+class FireOutcome:
+    fired: bool
+    live: tuple[LiveEvent, ...] = ()
+    wait: float | None = None  # seconds until due, when the job ran early (clock skew)
+
+
+async def fire(db: Database, reminder_id: int, due_at: datetime) -> FireOutcome:
+    """Fire the reminder for this due time, unless someone else did, it was done, cancelled or
+    snoozed meanwhile. The conditional update is the only decision point."""
+    now = utcnow()
+    async with db.write() as session:
+        row = (
+            await session.execute(
+                update(REMINDERS)
+                .where(
+                    REMINDERS.c.id == reminder_id,
+                    REMINDERS.c.status == "pending",
+                    REMINDERS.c.due_at == due_at,
+                    REMINDERS.c.due_at <= now,
+                )
+                .values(status="notified", notified_at=now, updated_at=now)
+                .returning(*REMINDERS.c)
+            )
+        ).first()
+        if row is None:
+            if due_at > now:
+                still = await session.scalar(
+                    select(REMINDERS.c.id).where(
+                        REMINDERS.c.id == reminder_id,
+                        REMINDERS.c.status == "pending",
+                        REMINDERS.c.due_at == due_at,
+                    )
+                )
+                if still is not None:
+                    return FireOutcome(False, wait=(due_at - now).total_seconds())
+            return FireOutcome(False)
+        event = await _due_event(session, row)
+    return FireOutcome(True, (event,))
+
+
+async def due_soon(db: Database, horizon: timedelta) -> list[Due]:
+    """Pending reminders due by now + horizon (their jobs are queued again, deferred to the due
+    time: a lost job costs nothing when it is found before its time)."""
+    async with db.read() as session:
+        rows = await session.execute(
+            select(REMINDERS.c.id, REMINDERS.c.due_at)
+            .where(REMINDERS.c.status == "pending", REMINDERS.c.due_at <= utcnow() + horizon)
+            .order_by(REMINDERS.c.due_at)
+            .limit(SWEEP_BATCH)
+        )
+        return [Due(int(r.id), r.due_at) for r in rows]
+
+
+async def escalate_overdue(db: Database, escalate_after: timedelta) -> list[LiveEvent]:
+    """Notified reminders still not done `escalate_after` past due: marked escalated, once (a
+    conditional update), and announced with the supervisor to tell."""
+    now = utcnow()
+    events: list[LiveEvent] = []
+    async with db.read() as session:
+        ids = list(
+            await session.scalars(
+                select(REMINDERS.c.id)
+                .where(
+                    REMINDERS.c.status == "notified",
+                    REMINDERS.c.due_at <= now - escalate_after,
+                    REMINDERS.c.escalated_at.is_(None),
+                )
+                .order_by(REMINDERS.c.due_at)
+                .limit(SWEEP_BATCH)
+            )
+        )
+    for reminder_id in ids:
+        async with db.write() as session:
+            row = (
+                await session.execute(
+                    update(REMINDERS)
+                    .where(
+                        REMINDERS.c.id == reminder_id,
+                        REMINDERS.c.status == "notified",
+                        REMINDERS.c.escalated_at.is_(None),
+                    )
+                    .values(escalated_at=now, updated_at=now)
+                    .returning(*REMINDERS.c)
+                )
+            ).first()
+            if row is None:
+                continue
+            supervisor = await supervisor_of(session, row.assignee_id)
+            events.append(await _due_event(session, row, escalated=True, supervisor_id=supervisor))
+    return events
+
+
+async def supervisor_of(session: AsyncSession, assignee_id: int | None) -> int | None:
+    """The assignee's manager, else any active manager (the lowest id)."""
+    if assignee_id is not None:
+        manager = await session.scalar(select(User.manager_id).where(User.id == assignee_id))
+        if manager is not None:
+            return int(manager)
+    found = await session.scalar(
+        select(User.id).where(User.role == "manager", User.active.is_(True)).order_by(User.id)
+    )
+    return int(found) if found is not None else None
+
+
+# --- operator actions ---------------------------------------------------------------------------
+
+
+async def close_for_contact(session: AsyncSession, contact_id: int) -> int:
+    """Answering the contact marks their open reminders done; the number closed."""
+    now = utcnow()
+    result = await session.execute(
+        update(REMINDERS)
+        .where(REMINDERS.c.contact_id == contact_id, REMINDERS.c.status.in_(OPEN_STATUSES))
+        .values(status="done", updated_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def parse_due_at(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ReminderError("due_at: required, an ISO 8601 time with a timezone", "due_at")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ReminderError("due_at: not an ISO 8601 time", "due_at") from None
+    if parsed.tzinfo is None:
+        raise ReminderError("due_at: give a timezone (e.g. Z or +05:00)", "due_at")
+    return parsed.astimezone(UTC)
+
+
+async def _check_assignee(session: AsyncSession, assignee_id: Any) -> int | None:
+    if assignee_id is None:
+        return None
+    if not isinstance(assignee_id, int) or isinstance(assignee_id, bool) or assignee_id < 1:
+        raise ReminderError("assignee_id: must be a user id (an integer)", "assignee_id")
+    user = await session.get(User, assignee_id)
+    if user is None or not user.active:
+        raise ReminderError(f"assignee_id: no active user {assignee_id}", "assignee_id")
+    return assignee_id
+
+
+async def create_reminder(session: AsyncSession, data: dict[str, Any]) -> Reminder:
+    """POST /api/reminders: a reminder on a lead, due when asked."""
+    lead_id = data.get("lead_id")
+    if not isinstance(lead_id, int) or isinstance(lead_id, bool) or lead_id < 1:
+        raise ReminderError("lead_id: required, a lead id (an integer)", "lead_id")
+    due_at = parse_due_at(data.get("due_at"))
+    note = data.get("note")
+    if note is not None and not isinstance(note, str):
+        raise ReminderError("note: must be a string", "note")
+    if note is not None and len(note) > 2000:
+        raise ReminderError("note: longer than 2000 characters", "note")
+    assignee_id = await _check_assignee(session, data.get("assignee_id"))
+    lead = await session.get(Lead, lead_id)
+    if lead is None:
+        raise ReminderError(f"lead {lead_id} not found", "lead_id", status=404)
+    now = utcnow()
+    reminder = Reminder(
+        lead_id=lead.id,
+        contact_id=lead.contact_id,
+        assignee_id=assignee_id if assignee_id is not None else lead.assignee_id,
+        due_at=due_at,
+        status="pending",
+        note=note or None,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(reminder)
+    await session.flush()
+    return reminder
+
+
+async def load_reminder(session: AsyncSession, reminder_id: int) -> Reminder:
+    reminder = await session.get(Reminder, reminder_id, with_for_update=True)
+    if reminder is None:
+        raise ReminderError(f"reminder {reminder_id} not found", status=404)
+    return reminder
+
+
+async def mark_done(session: AsyncSession, reminder_id: int) -> Reminder:
+    reminder = await load_reminder(session, reminder_id)
+    if reminder.status == "cancelled":
+        raise ReminderError(f"reminder {reminder_id} is cancelled", "status", status=409)
+    if reminder.status != "done":
+        reminder.status = "done"
+        reminder.updated_at = utcnow()
+        await session.flush()
+    return reminder
+
+
+async def cancel(session: AsyncSession, reminder_id: int) -> Reminder:
+    reminder = await load_reminder(session, reminder_id)
+    if reminder.status == "done":
+        raise ReminderError(f"reminder {reminder_id} is already done", "status", status=409)
+    if reminder.status != "cancelled":
+        reminder.status = "cancelled"
+        reminder.updated_at = utcnow()
+        await session.flush()
+    return reminder
+
+
+def parse_minutes(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ReminderError("minutes: required, an integer", "minutes")
+    if not 1 <= value <= MAX_SNOOZE_MINUTES:
+        raise ReminderError(f"minutes: from 1 to {MAX_SNOOZE_MINUTES}", "minutes")
+    return value
+
+
+async def snooze(session: AsyncSession, reminder_id: int, minutes: int) -> Reminder:
+    """Due again `minutes` from now, pending: a new due time, so a new job."""
+    reminder = await load_reminder(session, reminder_id)
+    if reminder.status in ("done", "cancelled"):
+        raise ReminderError(f"reminder {reminder_id} is {reminder.status}", "status", status=409)
+    now = utcnow()
+    reminder.due_at = now + minutes * SNOOZE_UNIT
+    reminder.status = "pending"
+    reminder.notified_at = None
+    reminder.escalated_at = None
+    reminder.updated_at = now
+    await session.flush()
+    return reminder
+
+
+def list_query(status: str | None, assignee: int | None, unassigned: bool) -> Any:
+    query = select(Reminder)
+    conditions = []
+    if status:
+        conditions.append(Reminder.status == status)
+    if unassigned:
+        conditions.append(Reminder.assignee_id.is_(None))
+    elif assignee is not None:
+        conditions.append(Reminder.assignee_id == assignee)
+    return query.where(and_(*conditions)) if conditions else query
+
+
+def dues(reminders: Sequence[Reminder]) -> list[Due]:
+    return [Due(r.id, r.due_at) for r in reminders if r.status == "pending"]
