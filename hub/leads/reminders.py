@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from redis.exceptions import RedisError
-from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.channels.base import InboundEvent
@@ -105,36 +105,40 @@ async def enqueue_dues(runtime: Runtime, dues: Sequence[Due]) -> None:
 # --- the automatic callback, inside the ingest transaction ----------------------------------
 
 
+# Built once: these run inside every ingest that opens a lead (see hub/sql.py for why).
+_LOAD = (
+    select(func.count(REMINDERS.c.id))
+    .where(REMINDERS.c.assignee_id == USERS.c.id, REMINDERS.c.status.in_(OPEN_STATUSES))
+    .scalar_subquery()
+)
+LEAST_LOADED_OPERATOR = (
+    select(USERS.c.id)
+    .where(USERS.c.role == "operator", USERS.c.active.is_(True))
+    .order_by(_LOAD, USERS.c.id)
+    .limit(1)
+)
+PHONE_OF = (
+    select(IDENTITIES.c.id)
+    .where(
+        IDENTITIES.c.contact_id == bindparam("contact_id"),
+        IDENTITIES.c.kind == "phone",
+        IDENTITIES.c.valid.is_(True),
+    )
+    .limit(1)
+)
+INSERT_REMINDER = insert(REMINDERS).returning(REMINDERS.c.id)
+
+
 def pick_assignee(conn: Connection, lead_assignee_id: int | None) -> int | None:
     """The lead's assignee, else the active operator with the fewest open reminders (ties: the
     lowest id); None when there is no operator."""
     if lead_assignee_id is not None:
         return lead_assignee_id
-    load = (
-        select(func.count(REMINDERS.c.id))
-        .where(REMINDERS.c.assignee_id == USERS.c.id, REMINDERS.c.status.in_(OPEN_STATUSES))
-        .scalar_subquery()
-    )
-    query = (
-        select(USERS.c.id)
-        .where(USERS.c.role == "operator", USERS.c.active.is_(True))
-        .order_by(load, USERS.c.id)
-        .limit(1)
-    )
-    return conn.scalar(query)
+    return conn.scalar(LEAST_LOADED_OPERATOR)
 
 
 def has_phone(conn: Connection, contact_id: int) -> bool:
-    query = (
-        select(IDENTITIES.c.id)
-        .where(
-            IDENTITIES.c.contact_id == contact_id,
-            IDENTITIES.c.kind == "phone",
-            IDENTITIES.c.valid.is_(True),
-        )
-        .limit(1)
-    )
-    return conn.scalar(query) is not None
+    return conn.scalar(PHONE_OF, {"contact_id": contact_id}) is not None
 
 
 def add_callback(
@@ -156,7 +160,7 @@ def add_callback(
         "created_at": now,
         "updated_at": now,
     }
-    reminder_id = conn.execute(insert(REMINDERS).returning(REMINDERS.c.id), values).scalar_one()
+    reminder_id = conn.execute(INSERT_REMINDER, values).scalar_one()
     return Due(int(reminder_id), due_at)
 
 
