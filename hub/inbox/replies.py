@@ -42,6 +42,15 @@ class ReplyError(ValueError):
         self.field = field
 
 
+def checked_text(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise ReplyError("text: required", "text")
+    if len(text) > MAX_REPLY_CHARS:
+        raise ReplyError(f"text: longer than {MAX_REPLY_CHARS} characters", "text")
+    return text
+
+
 async def queue_reply(
     session: AsyncSession,
     channels: dict[str, Channel],
@@ -51,11 +60,7 @@ async def queue_reply(
 ) -> tuple[TimelineItem, list[LiveEvent]]:
     """Write an operator's reply as a queued outbound item (the worker sends it) and mark the
     lead's first response. Refused up front when the conversation's channel cannot send."""
-    text = text.strip()
-    if not text:
-        raise ReplyError("text: required", "text")
-    if len(text) > MAX_REPLY_CHARS:
-        raise ReplyError(f"text: longer than {MAX_REPLY_CHARS} characters", "text")
+    text = checked_text(text)
     channel = channels.get(conversation.channel)
     if channel is None or "outbound" not in channel.capabilities:
         raise ReplyError(
@@ -97,11 +102,7 @@ async def add_note(
     session: AsyncSession, conversation: Conversation, text: str, author_id: int
 ) -> tuple[TimelineItem, list[LiveEvent]]:
     """An internal note: on the timeline for the team, never sent to the contact."""
-    text = text.strip()
-    if not text:
-        raise ReplyError("text: required", "text")
-    if len(text) > MAX_REPLY_CHARS:
-        raise ReplyError(f"text: longer than {MAX_REPLY_CHARS} characters", "text")
+    text = checked_text(text)
     item = TimelineItem(
         conversation_id=conversation.id,
         contact_id=conversation.contact_id,

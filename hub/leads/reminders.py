@@ -362,26 +362,26 @@ async def load_reminder(session: AsyncSession, reminder_id: int) -> Reminder:
     return reminder
 
 
-async def mark_done(session: AsyncSession, reminder_id: int) -> Reminder:
+async def _close(
+    session: AsyncSession, reminder_id: int, status: str, refused_from: str, reason: str
+) -> Reminder:
+    """Done or cancelled, repeatable; the other final state refuses with 409."""
     reminder = await load_reminder(session, reminder_id)
-    if reminder.status == "cancelled":
-        raise ReminderError(f"reminder {reminder_id} is cancelled", "status", status=409)
-    if reminder.status != "done":
-        reminder.status = "done"
+    if reminder.status == refused_from:
+        raise ReminderError(f"reminder {reminder_id} {reason}", "status", status=409)
+    if reminder.status != status:
+        reminder.status = status
         reminder.updated_at = utcnow()
         await session.flush()
     return reminder
+
+
+async def mark_done(session: AsyncSession, reminder_id: int) -> Reminder:
+    return await _close(session, reminder_id, "done", "cancelled", "is cancelled")
 
 
 async def cancel(session: AsyncSession, reminder_id: int) -> Reminder:
-    reminder = await load_reminder(session, reminder_id)
-    if reminder.status == "done":
-        raise ReminderError(f"reminder {reminder_id} is already done", "status", status=409)
-    if reminder.status != "cancelled":
-        reminder.status = "cancelled"
-        reminder.updated_at = utcnow()
-        await session.flush()
-    return reminder
+    return await _close(session, reminder_id, "cancelled", "done", "is already done")
 
 
 def parse_minutes(value: Any) -> int:
