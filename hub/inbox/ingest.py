@@ -85,7 +85,7 @@ COMPLETE_RECEIPT = (
 )
 
 
-def _claim_receipt(conn: Connection, event: InboundEvent) -> int | None:
+def claim_receipt(conn: Connection, event: InboundEvent) -> int | None:
     """The dedupe key, taken before any side effect: None when the event was seen before.
 
     On PostgreSQL a concurrent transaction with the same key waits here until the first
@@ -213,7 +213,7 @@ def _ingest_once(
 ) -> IngestResult:
     """One event in the caller's transaction (Core statements: no unit of work to flush).
     With `callback_within`, a new lead whose contact has a phone gets a callback reminder."""
-    receipt_id = _claim_receipt(conn, event)
+    receipt_id = claim_receipt(conn, event)
     if receipt_id is None:
         return _seen_before(conn, event)
     if event.revises is not None and (revised := _revise(conn, event, receipt_id)) is not None:

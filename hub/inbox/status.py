@@ -16,11 +16,10 @@ from sqlalchemy import Connection, select, update
 
 from hub.channels.base import InboundEvent, Sender
 from hub.db import Database
-from hub.inbox.ingest import IngestResult
+from hub.inbox.ingest import COMPLETE_RECEIPT, IngestResult, claim_receipt
 from hub.inbox.live import LiveEvent
 from hub.inbox.timeline import item_to_dict
-from hub.models import ITEMS, RECEIPTS, utcnow
-from hub.sql import insert_ignore
+from hub.models import ITEMS, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -84,17 +83,7 @@ def _target(conn: Connection, event: InboundEvent, report: StatusUpdate) -> Any:
 
 
 def _apply_once(conn: Connection, event: InboundEvent, report: StatusUpdate) -> IngestResult:
-    receipt_id = insert_ignore(
-        conn,
-        RECEIPTS,
-        {
-            "channel_type": event.channel_type,
-            "channel": event.channel,
-            "external_id": event.external_id,
-            "created_at": utcnow(),
-        },
-        ["channel_type", "channel", "external_id"],
-    )
+    receipt_id = claim_receipt(conn, event)
     if receipt_id is None:
         return IngestResult(duplicate=True, item_id=None, contact_id=None)
     item = _target(conn, event, report)
@@ -103,9 +92,8 @@ def _apply_once(conn: Connection, event: InboundEvent, report: StatusUpdate) -> 
         log.info("status_for_unknown_message", channel=event.channel, message=report.message_id)
         return IngestResult(duplicate=False, item_id=None, contact_id=None)
     conn.execute(
-        update(RECEIPTS)
-        .where(RECEIPTS.c.id == receipt_id)
-        .values(item_id=item.id, contact_id=item.contact_id)
+        COMPLETE_RECEIPT,
+        {"receipt_id": receipt_id, "item": item.id, "contact": item.contact_id, "lead": None},
     )
     result = IngestResult(
         duplicate=False,
