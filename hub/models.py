@@ -272,6 +272,16 @@ class Reminder(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+# --- e-mail channel (issue 6) ---
+
+# --- telephony (issue 7) ---
+
+# --- web inbox (issue 9) ---
+
+# --- pipelines and reports (issue 10) ---
+
+# --- notifications (issue 8) ---
+
 def _table(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
