@@ -1,5 +1,9 @@
 """Telephony: calls (issue 7).
 
+No schema change: a call is a timeline item (kind "call", external_id the provider's call id,
+unique per channel like every item), its events are inbound receipts, and the lead keeps the
+dialled number in leads.dialled_number. The revision stays so the chain keeps its numbers.
+
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-25

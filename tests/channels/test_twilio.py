@@ -175,9 +175,9 @@ def test_a_body_that_is_not_a_twilio_form_is_invalid() -> None:
         channel().parse(request)
 
 
-def test_an_unknown_sub_path_names_the_two_that_exist() -> None:
-    with pytest.raises(InvalidPayload, match="/webhooks/twilio/sms/status"):
-        channel().parse(twilio_request("voice", payload("sms")))
+def test_an_unknown_sub_path_names_the_ones_that_exist() -> None:
+    with pytest.raises(InvalidPayload, match=r"/webhooks/twilio/sms/status and calls to .*/voice"):
+        channel().parse(twilio_request("fax", payload("sms")))
 
 
 def test_signature_is_checked_over_the_public_url_and_every_parameter() -> None:
