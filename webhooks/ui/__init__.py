@@ -1,0 +1,1 @@
+"""The operator web inbox: server-rendered pages, hand-written JS and CSS (no build step)."""
