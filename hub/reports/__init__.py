@@ -1,0 +1,1 @@
+"""Manager reports: SQL aggregates over a period (funnel, sources, response times, calls)."""
