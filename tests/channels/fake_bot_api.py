@@ -33,6 +33,7 @@ class FakeBotAPI:
     # Files the bot may fetch: file_id -> bytes (getFile, then GET /file/bot<token>/<path>).
     files: dict[str, bytes] = field(default_factory=dict)
     downloads: list[str] = field(default_factory=list)  # file paths fetched
+    uploads: list[tuple[str, str, bytes]] = field(default_factory=list)  # (method, name, bytes)
 
     def fail(self, status: int, description: str, **parameters: Any) -> None:
         body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
@@ -57,7 +58,13 @@ class FakeBotAPI:
     async def handle(self, request: web.Request) -> web.Response:
         token, method = request.match_info["token"], request.match_info["method"]
         form = await request.post()
-        params = {k: str(v) for k, v in form.items()}
+        params: dict[str, str] = {}
+        for key, value in form.items():
+            if isinstance(value, web.FileField):  # an upload: its name; the bytes kept aside
+                params[key] = value.filename
+                self.uploads.append((method, value.filename, value.file.read()))
+            else:
+                params[key] = str(value)
         self.calls.append(Call(token, method, params))
         if self.queued:
             status, body = self.queued.pop(0)
@@ -90,6 +97,26 @@ class FakeBotAPI:
                 "date": int(time.time()),
                 "text": params["text"],
             }
+        if method in ("sendPhoto", "sendDocument"):
+            message: dict[str, Any] = {
+                "message_id": next(self._ids),
+                "from": {"id": 7000000001, "is_bot": True, "first_name": "Shop Bot"},
+                "chat": {"id": int(params["chat_id"]), "type": "private"},
+                "date": int(time.time()),
+            }
+            if "caption" in params:
+                message["caption"] = params["caption"]
+            if method == "sendPhoto":
+                message["photo"] = [
+                    {"file_id": "AgAD1", "file_unique_id": "u1", "width": 90, "height": 60}
+                ]
+            else:
+                message["document"] = {
+                    "file_id": "BQAD1",
+                    "file_unique_id": "u2",
+                    "file_name": params["document"],
+                }
+            return message
         if method == "getMe":
             return {
                 "id": 7000000001,

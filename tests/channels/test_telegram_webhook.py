@@ -286,9 +286,17 @@ async def test_service_updates_and_foreign_buttons_store_nothing(
 ) -> None:
     client = await telegram_client(make_client)
     await post(client, "my_chat_member")
-    await post(client, "callback_query")  # no "reminder" handler is registered yet
+    foreign = payload("callback_query")
+    foreign["callback_query"]["data"] = "other-bot:42"  # not a hub button: acknowledged only
+    await post(client, "callback_query", callback_query=foreign["callback_query"])
     assert await count(db, TimelineItem) == 0 and await count(db, Contact) == 0
     assert await count(db, InboundReceipt) == 0
+    # A reminder button pressed from a Telegram account no hub user linked: answered, and
+    # nothing changes (the press is remembered so a redelivery is answered the same way).
+    response = await client.post(URL, data=json.dumps(payload("callback_query")), headers=HEADERS)
+    answer = await response.json()
+    assert answer["method"] == "answerCallbackQuery" and "not linked" in answer["text"]
+    assert await count(db, TimelineItem) == 0 and await count(db, Contact) == 0
 
 
 async def test_a_wrong_secret_is_401_and_a_bad_body_400_with_nothing_stored(

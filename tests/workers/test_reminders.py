@@ -89,7 +89,7 @@ async def test_a_form_lead_with_a_phone_gets_a_pending_callback_reminder(
     async with db.write() as session:
         soon = utcnow() + timedelta(seconds=5)
         await session.execute(update(Reminder).values(due_at=soon))
-    assert await sweep_reminders({JOB_RUNTIME: runtime}) == "queued 1, escalated 0"
+    assert await sweep_reminders({JOB_RUNTIME: runtime}) == "queued 1, escalated 0, resent 0"
     job_id = runtime.settings.redis_prefix + Due(reminder.id, soon).job_id
     score = await runtime.redis.zscore(queue, job_id)
     assert score == pytest.approx(soon.timestamp() * 1000, abs=2)
@@ -277,8 +277,8 @@ async def test_an_unanswered_reminder_is_escalated_once(settings: Settings, db: 
             await session.execute(
                 update(Reminder).values(due_at=reminder.due_at - timedelta(minutes=31))
             )
-        assert await sweep_reminders(ctx) == "queued 0, escalated 1"
-        assert await sweep_reminders(ctx) == "queued 0, escalated 0"
+        assert await sweep_reminders(ctx) == "queued 0, escalated 1, resent 0"
+        assert await sweep_reminders(ctx) == "queued 0, escalated 0, resent 0"
         events = await due_events(runtime)
     finally:
         await runtime.close()
@@ -340,3 +340,36 @@ async def test_a_worker_killed_with_sigkill_then_restarted_fires_once(
             first.kill()
         await runtime.close()
     assert [e["id"] for e in events] == [result.reminders[0].reminder_id]
+
+
+async def test_a_flushed_redis_and_a_new_worker_still_fire_all_100_on_time(
+    settings: Settings, db: Database
+) -> None:
+    """The acceptance case with a real FLUSHDB: on a Redis database only this test uses, so it
+    wipes nothing another test relies on."""
+    own = replace(settings, redis_url=TEST_REDIS_URL.rsplit("/", 1)[0] + "/15", leads=AT_ONCE)
+    flusher = sync_redis.Redis.from_url(own.redis_url or "")
+    flusher.flushdb()
+    dues = []
+    soon = timedelta(seconds=4)
+    for n in range(100):
+        result = await ingest(db, sms(f"SM{n}", f"+998901234{n:03d}"), "UZ", soon)
+        dues += result.reminders
+    runtime = Runtime.open(own)
+    try:
+        await enqueue_dues(runtime, dues)
+        assert await runtime.redis.zcard(queue_name(own)) == 100
+        flusher.flushdb()  # every job, key and cron marker gone
+        assert await runtime.redis.dbsize() == 0
+        await run_worker(runtime)  # a new worker: its start-up sweep finds the 100 again
+        events = await due_events(runtime)
+    finally:
+        await runtime.close()
+        flusher.flushdb()
+        flusher.close()
+    fired = await reminders(db)
+    assert {r.status for r in fired} == {"notified"}
+    late = [(r.notified_at - r.due_at).total_seconds() for r in fired if r.notified_at]
+    assert len(late) == 100 and min(late) >= 0  # none early
+    assert max(late) < 10  # the start-up sweep found them: not a lost reminder found by chance
+    assert sorted(e["id"] for e in events) == sorted(d.reminder_id for d in dues)  # once each
