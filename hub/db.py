@@ -109,8 +109,12 @@ class GroupCommit:
 
     BUSY_MS = 100
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, lock: asyncio.Lock | None = None) -> None:
         self._engine = engine
+        # Shared with Database.write(): this process's other SQLite writer (an async session)
+        # and the batches take turns here, so neither meets the other's file lock and waits
+        # out the busy timeout with the loop blocked.
+        self._lock = lock or asyncio.Lock()
         self._pending: list[Job] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -124,8 +128,10 @@ class GroupCommit:
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # requests arriving in this loop iteration join the batch
         while self._pending:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            for (_fn, _args, future), (ok, value) in zip(batch, self._commit(batch), strict=True):
+            async with self._lock:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                outcomes = self._commit(batch)
+            for (_fn, _args, future), (ok, value) in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue  # the caller went away; its work is committed all the same
                 if ok:
@@ -176,7 +182,7 @@ class Database:
             event.listen(sync_engine, "connect", _short_busy_timeout)
             _take_write_lock_at_begin(sync_engine)
             self._sync_engine: Engine | None = sync_engine
-            self._group = GroupCommit(sync_engine)
+            self._group = GroupCommit(sync_engine, self._write_lock)
             write_engine = make_engine(url, **engine_kwargs)
             _take_write_lock_at_begin(write_engine.sync_engine)
             self._write_engine: AsyncEngine | None = write_engine

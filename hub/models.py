@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -266,6 +267,8 @@ class Reminder(Base):
     due_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(16), default="pending")
     note: Mapped[str | None] = mapped_column(Text, default=None)
+    # callback (a new lead) | missed_call | follow_up (a stage rule) | reengage | manual
+    kind: Mapped[str] = mapped_column(String(16), default="callback", server_default="callback")
     notified_at: Mapped[datetime | None] = mapped_column(default=None)
     escalated_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -274,13 +277,141 @@ class Reminder(Base):
 
 # --- e-mail channel (issue 6) ---
 
+
+class MailboxState(Base):
+    """Where polling an e-mail channel's mailbox stands: the IMAP cursor (UIDVALIDITY + the last
+    UID committed) and how the last attempt went, which /healthz shows."""
+
+    __tablename__ = "mailbox_states"
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64), unique=True)
+    folder: Mapped[str] = mapped_column(String(200))
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_ok_at: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    failing_since: Mapped[datetime | None] = mapped_column(default=None)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class EmailMessage(Base):
+    """Every mail in or out by its Message-ID, with the thread it belongs to: replies find
+    their conversation through In-Reply-To/References, or the same subject from the same person."""
+
+    __tablename__ = "email_messages"
+    __table_args__ = (
+        UniqueConstraint("channel", "message_id"),
+        Index("ix_email_messages_party_subject", "channel", "party", "subject_key", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(500))
+    thread_key: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(8))  # in | out
+    party: Mapped[str] = mapped_column(String(254))  # the customer's address, either way
+    subject_key: Mapped[str] = mapped_column(String(200))  # normalised: no Re:/Fwd:/Ответ:
+    # No foreign key: the row outlives a deleted item, and recording a sent mail never fails.
+    item_id: Mapped[int | None] = mapped_column(Id, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RejectedMail(Base):
+    """A mail that could not be parsed: kept raw with the reason, and skipped, so it never
+    blocks the mail behind it."""
+
+    __tablename__ = "rejected_mails"
+    __table_args__ = (UniqueConstraint("channel", "uidvalidity", "uid"),)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(64))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    error: Mapped[str] = mapped_column(Text)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # --- telephony (issue 7) ---
 
 # --- web inbox (issue 9) ---
+# GET /api/audit filters by who acted and by what was acted on, newest first.
+Index("ix_audit_log_user_id", AuditEntry.user_id, AuditEntry.id)
+Index("ix_audit_log_target", AuditEntry.target_type, AuditEntry.target_id)
 
 # --- pipelines and reports (issue 10) ---
+# Reports read a period of leads: this index covers every column they group or measure, so a
+# report scans index pages only (at 1M leads, several times faster than rows fetched by id).
+Index(
+    "ix_leads_report",
+    Lead.created_at,
+    Lead.pipeline,
+    Lead.stage,
+    Lead.status,
+    Lead.source,
+    Lead.channel,
+    Lead.form_id,
+    Lead.dialled_number,
+    Lead.utm_source,
+    Lead.utm_medium,
+    Lead.utm_campaign,
+    Lead.assignee_id,
+    Lead.first_response_at,
+)
+# Deactivating a user finds what they hold open.
+Index("ix_leads_assignee_status", Lead.assignee_id, Lead.status)
+Index("ix_conversations_assignee_status", Conversation.assignee_id, Conversation.status)
+Index("ix_reminders_assignee_status", Reminder.assignee_id, Reminder.status)
 
 # --- notifications (issue 8) ---
+
+
+class NotificationPrefs(Base):
+    """Where a user wants reminders: the web inbox only, a Telegram DM, e-mail or SMS."""
+
+    __tablename__ = "notification_prefs"
+    user_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    via: Mapped[str] = mapped_column(String(16), default="auto")  # auto|inbox|telegram|email|sms
+    phone: Mapped[str | None] = mapped_column(String(32), default=None)  # E.164, for SMS
+    telegram_chat_id: Mapped[str | None] = mapped_column(String(32), default=None, unique=True)
+    telegram_username: Mapped[str | None] = mapped_column(String(64), default=None)
+    # What the user sends to the bot as "/start <code>" to link their Telegram account.
+    link_code: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Notification(Base):
+    """One message about a reminder to one user (the outbox): written in the transaction that
+    fires or escalates the reminder, sent after commit, retried by the sweep until it is out."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("reminder_id", "user_id", "kind", "due_at"),
+        Index(
+            "ix_notifications_unsent",
+            "created_at",
+            sqlite_where=text("status IN ('pending', 'sending')"),
+            postgresql_where=text("status IN ('pending', 'sending')"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    reminder_id: Mapped[int] = mapped_column(Id, ForeignKey("reminders.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # due | escalation
+    due_at: Mapped[datetime]
+    via: Mapped[str] = mapped_column(String(16))  # inbox | telegram | email | sms
+    channel: Mapped[str | None] = mapped_column(String(64), default=None)
+    address: Mapped[str | None] = mapped_column(String(254), default=None)
+    # pending -> sending (claimed by one sender) -> sent | failed; back to pending to retry
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    external_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
 
 def _table(model: type[Base]) -> Table:
     table = model.__table__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -41,6 +42,7 @@ class ChannelConfig:
     name: str
     type: str
     values: Mapping[str, Any]
+    pipeline: str | None = None  # the pipeline of the leads this channel opens
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
@@ -60,12 +62,73 @@ class FormConfig:
     max_body_bytes: int = 64 * 1024
     title: str = "Leave your number and we will call you back"
     submit_label: str = "Send"
+    acknowledge: str | None = None  # shown after a successful post
+    pipeline: str | None = None  # the pipeline of the leads this form opens
+
+
+# Won and lost are lead statuses, not stages: every pipeline ends in them.
+DEFAULT_STAGES = ("new", "contacted", "qualified", "proposal")
+DEFAULT_LOST_REASONS = (
+    "no answer",
+    "not interested",
+    "too expensive",
+    "chose a competitor",
+    "spam or mistake",
+)
+DEFAULT_PIPELINE = "default"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A sales funnel: ordered open stages; a lead in it ends won or lost (with a reason)."""
+
+    name: str
+    stages: tuple[str, ...] = DEFAULT_STAGES
+    lost_reasons: tuple[str, ...] = DEFAULT_LOST_REASONS
+
+
+@dataclass(frozen=True)
+class FollowUpRule:
+    """On a lead entering `stage`, a reminder due `after` later (a [[leads.follow_up]] table)."""
+
+    stage: str
+    after: timedelta
+    note: str | None = None
 
 
 @dataclass(frozen=True)
 class LeadsConfig:
     callback_within: timedelta = timedelta(minutes=15)
     escalate_after: timedelta = timedelta(minutes=30)
+    # The text sent once to a new lead on its own channel; a channel's or form's own
+    # `acknowledge` key wins. None: no acknowledgement.
+    acknowledge: str | None = None
+    # A won lead's contact quiet this long gets a reminder to get back in touch; None: never.
+    reengage_after: timedelta | None = timedelta(days=180)
+    follow_up: tuple[FollowUpRule, ...] = ()
+    lost_reasons: tuple[str, ...] = DEFAULT_LOST_REASONS  # pipelines may list their own
+    pipeline: str = DEFAULT_PIPELINE  # for leads whose form or channel names none
+
+
+@dataclass(frozen=True)
+class NotificationsConfig:
+    """Which channel carries reminder notifications of each kind; None: the first configured
+    channel of that type."""
+
+    telegram_channel: str | None = None
+    email_channel: str | None = None
+    sms_channel: str | None = None
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """ip_allowlist: the networks the API and web inbox answer (empty: everyone); provider
+    webhooks and website forms stay open to the internet."""
+
+    ip_allowlist: tuple[IPNetwork, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +147,11 @@ class Settings:
     channels: Mapping[str, ChannelConfig] = field(default_factory=dict)
     forms: Mapping[str, FormConfig] = field(default_factory=dict)
     leads: LeadsConfig = field(default_factory=LeadsConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    pipelines: Mapping[str, PipelineConfig] = field(
+        default_factory=lambda: {DEFAULT_PIPELINE: PipelineConfig(DEFAULT_PIPELINE)}
+    )
     config_file: Path | None = None
 
     @property
@@ -105,7 +173,7 @@ TOP_LEVEL: dict[str, tuple[type | tuple[type, ...], str]] = {
     "log_level": (str, "HUB_LOG_LEVEL"),
     "log_format": (str, "HUB_LOG_FORMAT"),
 }
-SECTIONS = ("channels", "forms", "leads")
+SECTIONS = ("channels", "forms", "leads", "notifications", "pipelines", "security")
 
 FORM_KEYS: dict[str, Key] = {
     "fields": Key(list, default=["name", "phone", "email", "message"]),
@@ -116,10 +184,35 @@ FORM_KEYS: dict[str, Key] = {
     "max_body_bytes": Key(int, default=64 * 1024),
     "title": Key(str),
     "submit_label": Key(str),
+    "acknowledge": Key(str),
+    "pipeline": Key(str),
+}
+# Keys every channel accepts, whatever its type.
+COMMON_CHANNEL_KEYS: dict[str, Key] = {
+    "acknowledge": Key(str),  # the text sent once to a new lead on this channel
 }
 LEADS_KEYS: dict[str, Key] = {
     "callback_within": Key(str, default="15m"),
     "escalate_after": Key(str, default="30m"),
+    "acknowledge": Key(str),
+    "reengage_after": Key(str, default="180d"),  # "off" disables
+    "follow_up": Key(list, default=[]),
+    "lost_reasons": Key(list),
+    "pipeline": Key(str),
+}
+PIPELINE_KEYS: dict[str, Key] = {
+    "stages": Key(list, required=True),
+    "lost_reasons": Key(list),
+}
+FOLLOW_UP_KEYS: dict[str, Key] = {
+    "stage": Key(str, required=True),
+    "after": Key(str, required=True),
+    "note": Key(str),
+}
+NOTIFICATIONS_KEYS: dict[str, Key] = {
+    "telegram_channel": Key(str),
+    "email_channel": Key(str),
+    "sms_channel": Key(str),
 }
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DURATION_RE = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
@@ -240,11 +333,15 @@ def _read_channels(reader: _Reader, raw: Any) -> dict[str, ChannelConfig]:
             reader.problems.append(f"{where}.type: unknown channel type {kind!r}; one of {known}")
             continue
         cls = CHANNEL_TYPES[kind]
-        body = {k: v for k, v in table.items() if k != "type"}
-        values = reader.table(where, body, cls.config_keys)
+        body = {k: v for k, v in table.items() if k not in ("type", "pipeline")}
+        values = reader.table(where, body, {**COMMON_CHANNEL_KEYS, **cls.config_keys})
         for problem in cls.check_config(name, values):
             reader.problems.append(f"{where}: {problem}")
-        channels[name] = ChannelConfig(name=name, type=kind, values=values)
+        pipeline = table.get("pipeline")
+        if pipeline is not None and not isinstance(pipeline, str):
+            reader.problems.append(f"{where}.pipeline: must be a string, got {pipeline!r}")
+            pipeline = None
+        channels[name] = ChannelConfig(name=name, type=kind, values=values, pipeline=pipeline)
     return channels
 
 
@@ -300,19 +397,140 @@ def _read_forms(reader: _Reader, raw: Any) -> dict[str, FormConfig]:
             max_body_bytes=values.get("max_body_bytes", defaults.max_body_bytes),
             title=values.get("title", defaults.title),
             submit_label=values.get("submit_label", defaults.submit_label),
+            acknowledge=values.get("acknowledge"),
+            pipeline=values.get("pipeline"),
         )
     return forms
 
 
 def _read_leads(reader: _Reader, raw: Any) -> LeadsConfig:
     values = reader.table("leads", raw, LEADS_KEYS)
-    out: dict[str, timedelta] = {}
+    out: dict[str, Any] = {}
     for key in ("callback_within", "escalate_after"):
         try:
             out[key] = parse_duration(values.get(key, LEADS_KEYS[key].default))
         except ValueError as exc:
             reader.problems.append(f"leads.{key}: {exc}")
+    reengage = values.get("reengage_after", "180d")
+    if reengage.strip().lower() in ("off", "never", ""):
+        out["reengage_after"] = None
+    else:
+        try:
+            out["reengage_after"] = parse_duration(reengage) or None
+        except ValueError as exc:
+            reader.problems.append(f"leads.reengage_after: {exc} (or 'off')")
+    if values.get("acknowledge"):
+        out["acknowledge"] = values["acknowledge"]
+    rules: list[FollowUpRule] = []
+    for number, table in enumerate(values.get("follow_up", []), start=1):
+        where = f"leads.follow_up[{number}]"
+        rule = reader.table(where, table, FOLLOW_UP_KEYS)
+        if "stage" not in rule or "after" not in rule:
+            continue
+        try:
+            after = parse_duration(rule["after"])
+        except ValueError as exc:
+            reader.problems.append(f"{where}.after: {exc}")
+            continue
+        rules.append(FollowUpRule(stage=rule["stage"], after=after, note=rule.get("note")))
+    out["follow_up"] = tuple(rules)
+    if "lost_reasons" in values:
+        out["lost_reasons"] = _names(reader, "leads.lost_reasons", values["lost_reasons"], "reason")
+    if "pipeline" in values:
+        out["pipeline"] = values["pipeline"]
     return LeadsConfig(**out)
+
+
+def _names(reader: _Reader, where: str, raw: list[Any], what: str) -> tuple[str, ...]:
+    """A list of distinct non-empty strings (stages, lost reasons), or problems naming the key."""
+    names: list[str] = []
+    for item in raw:
+        if not isinstance(item, str) or not item.strip():
+            reader.problems.append(
+                f"{where}: every {what} must be a non-empty string, got {item!r}"
+            )
+        elif item.strip() in names:
+            reader.problems.append(f"{where}: {item.strip()!r} is listed twice")
+        elif len(item.strip()) > 64:
+            reader.problems.append(f"{where}: {item.strip()[:20]!r}... is over 64 characters")
+        else:
+            names.append(item.strip())
+    if not names and not raw:
+        reader.problems.append(f"{where}: needs at least one {what}")
+    return tuple(names)
+
+
+def _read_pipelines(reader: _Reader, raw: Any, leads: LeadsConfig) -> dict[str, PipelineConfig]:
+    """[pipelines.NAME] tables, plus the built-in "default" pipeline unless one replaces it."""
+    pipelines = {
+        DEFAULT_PIPELINE: PipelineConfig(DEFAULT_PIPELINE, lost_reasons=leads.lost_reasons)
+    }
+    for name, where, table in _named_tables(reader, "pipelines", raw, "pipeline name"):
+        values = reader.table(where, table, PIPELINE_KEYS)
+        stages = _names(reader, f"{where}.stages", values.get("stages", []), "stage")
+        for status in ("won", "lost", "open"):
+            if status in stages:
+                reader.problems.append(
+                    f"{where}.stages: {status!r} is a lead status, not a stage; list only the "
+                    "open stages (every lead ends won or lost)"
+                )
+        reasons = leads.lost_reasons
+        if "lost_reasons" in values:
+            reasons = _names(reader, f"{where}.lost_reasons", values["lost_reasons"], "reason")
+        pipelines[name] = PipelineConfig(name, stages=stages, lost_reasons=reasons)
+    return pipelines
+
+
+def _check_pipeline_names(
+    reader: _Reader,
+    pipelines: Mapping[str, PipelineConfig],
+    leads: LeadsConfig,
+    channels: Mapping[str, ChannelConfig],
+    forms: Mapping[str, FormConfig],
+) -> None:
+    named = [("leads.pipeline", leads.pipeline)]
+    named += [(f"channels.{c.name}.pipeline", c.pipeline) for c in channels.values() if c.pipeline]
+    named += [(f"forms.{f.id}.pipeline", f.pipeline) for f in forms.values() if f.pipeline]
+    for where, name in named:
+        if name not in pipelines:
+            known = ", ".join(sorted(pipelines))
+            reader.problems.append(f"{where}: no pipeline {name!r}; one of {known}")
+
+
+def _read_notifications(
+    reader: _Reader, raw: Any, channels: Mapping[str, ChannelConfig]
+) -> NotificationsConfig:
+    values = reader.table("notifications", raw, NOTIFICATIONS_KEYS)
+    wanted = {"telegram_channel": "telegram", "email_channel": "email", "sms_channel": "twilio"}
+    for key, kind in wanted.items():
+        name = values.get(key)
+        if name is None:
+            continue
+        config = channels.get(name)
+        if config is None or config.type != kind:
+            known = sorted(n for n, c in channels.items() if c.type == kind)
+            reader.problems.append(
+                f"notifications.{key}: no {kind} channel {name!r}; "
+                f"configured: {', '.join(known) or 'none'}"
+            )
+    return NotificationsConfig(**values)
+
+
+SECURITY_KEYS: dict[str, Key] = {"ip_allowlist": Key(list, default=[])}
+
+
+def _read_security(reader: _Reader, raw: Any) -> SecurityConfig:
+    values = reader.table("security", raw, SECURITY_KEYS)
+    networks: list[IPNetwork] = []
+    for i, entry in enumerate(values.get("ip_allowlist", [])):
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=True))
+        except (AttributeError, ValueError) as exc:
+            reader.problems.append(
+                f"security.ip_allowlist[{i}]: {entry!r} is not a network in CIDR notation "
+                f"like '10.0.0.0/8' or '2001:db8::/32' ({exc})"
+            )
+    return SecurityConfig(ip_allowlist=tuple(networks))
 
 
 def config_path(environ: Mapping[str, str]) -> Path | None:
@@ -410,6 +628,10 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     channels = _read_channels(reader, raw.get("channels", {}))
     forms = _read_forms(reader, raw.get("forms", {}))
     leads = _read_leads(reader, raw.get("leads", {}))
+    pipelines = _read_pipelines(reader, raw.get("pipelines", {}), leads)
+    _check_pipeline_names(reader, pipelines, leads, channels, forms)
+    notifications = _read_notifications(reader, raw.get("notifications", {}), channels)
+    security = _read_security(reader, raw.get("security", {}))
     if reader.problems:
         raise ConfigError(reader.problems)
     return Settings(
@@ -427,5 +649,8 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         channels=channels,
         forms=forms,
         leads=leads,
+        notifications=notifications,
+        security=security,
+        pipelines=pipelines,
         config_file=path,
     )

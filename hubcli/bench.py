@@ -36,7 +36,8 @@ from rich.progress import (
 from rich.table import Table
 
 FORM_ID = "bench"
-TARGETS = ("form", "telegram")
+# reports and import: bench_reports.py; email: bench_email.py; reminders: bench_reminders.py
+TARGETS = ("form", "telegram", "reports", "import", "email", "reminders")
 TELEGRAM_CHANNEL = "benchtg"
 # Well-formed, so `hub up` accepts it; never used: the bench only posts inbound updates.
 TELEGRAM_TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"  # noqa: S105
@@ -156,6 +157,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="use this Redis (with a unique key prefix) instead of an embedded one",
     )
     parser.add_argument("--json", metavar="PATH", default=None, help="also write the figures here")
+    from hubcli.bench_reports import add_arguments as add_data_arguments
+
+    add_data_arguments(parser)
+    from hubcli.bench_email import add_arguments as add_email_arguments
+
+    add_email_arguments(parser)
+    from hubcli.bench_reminders import add_arguments as add_reminder_arguments
+
+    add_reminder_arguments(parser)
 
 
 def _positive(text: str) -> int:
@@ -639,6 +649,18 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Bare handler first, then the hub; print the table and the goals; 1 on too many errors."""
+    from hubcli.bench_reports import DATA_TARGETS, run_data_bench
+
+    if args.target in DATA_TARGETS:  # no HTTP load: reports on generated leads, CSV import
+        return run_data_bench(args)
+    if args.target == "reminders":  # reminder bursts and speed to lead: bench_reminders.py
+        from hubcli.bench_reminders import run_reminder_bench
+
+        return run_reminder_bench(args)
+    if args.target == "email":  # IMAP ingest: hubcli/bench_email.py
+        from hubcli.bench_email import run_email_bench
+
+        return run_email_bench(args)
     err = Console(stderr=True)
     if args.database_url:
         total = args.warmup + args.requests

@@ -72,6 +72,21 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_deactivate(args: argparse.Namespace) -> int:
+    from hubcli.users import deactivate
+
+    return deactivate(_settings(), args.email, args.successor)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from hubcli.importer import run_import
+    from hubcli.serve import migrate_if_empty_sqlite
+
+    settings = _settings()
+    migrate_if_empty_sqlite(settings)
+    return run_import(settings, args)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from hubcli.serve import up
 
@@ -125,6 +140,19 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=["operator", "manager", "admin"])
     create.add_argument("--name", default="")
     create.set_defaults(func=cmd_user_create)
+    deactivate = user_sub.add_parser(
+        "deactivate",
+        help="deactivate a user: open conversations, leads and reminders go to a successor",
+    )
+    deactivate.add_argument("--email", required=True)
+    deactivate.add_argument(
+        "--successor", default=None, metavar="EMAIL", help="who takes over (default: the manager)"
+    )
+    deactivate.set_defaults(func=cmd_user_deactivate)
+    from hubcli.importer import add_parser as add_import
+
+    add_import(sub)
+    sub.choices["import"].set_defaults(func=cmd_import)
     bench = sub.add_parser("bench", help="load-test the form pipeline against a bare handler")
     from hubcli.bench import add_arguments
 

@@ -8,26 +8,37 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.auth.access import can_see_conversation, may_assign, visible_conversations
 from hub.auth.audit import record
 from hub.auth.tokens import issue_token, revoke_token, user_for_token
+from hub.auth.users import at_least, user_to_dict
 from hub.auth.users import authenticate as check_password
-from hub.auth.users import user_to_dict
-from hub.inbox.live import publish
-from hub.inbox.replies import ReplyError, add_note, queue_reply
+from hub.inbox.live import LiveEvent, publish
+from hub.inbox.replies import ReplyError, add_note, queue_reply, stored_attachments
 from hub.inbox.timeline import conversation_to_dict, item_to_dict
 from hub.leads.contacts import contacts_to_dicts
-from hub.leads.identity import phone_filter
+from hub.leads.emails import normalize_email
+from hub.leads.identity import phone_claim, phone_filter
 from hub.leads.leads import lead_to_dict
 from hub.leads.merge import MergeError, merge_contacts
-from hub.models import Contact, Conversation, Identity, Lead, TimelineItem, User
+from hub.models import (
+    Contact,
+    Conversation,
+    DuplicateSuggestion,
+    Identity,
+    Lead,
+    TimelineItem,
+    User,
+)
 from webhooks.context import RUNTIME
 from webhooks.responses import client_ip, error, json_response
 
@@ -41,6 +52,14 @@ DEFAULT_LIMIT, MAX_LIMIT = 50, 500
 class BadRequest(web.HTTPBadRequest):
     def __init__(self, reason: str, field: str | None = None) -> None:
         body = {"error": reason} | ({"field": field} if field else {})
+        super().__init__(text=json.dumps(body), content_type="application/json")
+
+
+class Conflict(web.HTTPConflict):
+    """Raised inside a transaction, so what it had changed is rolled back."""
+
+    def __init__(self, reason: str, **extra: Any) -> None:
+        body = {"error": reason} | {k: v for k, v in extra.items() if v is not None}
         super().__init__(text=json.dumps(body), content_type="application/json")
 
 
@@ -58,6 +77,8 @@ async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse
         return response
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
+    if request.path == "/api/events" and not header:  # EventSource cannot send headers
+        scheme, token = "bearer", request.query.get("token", "")
     if scheme.lower() != "bearer" or not token.strip():
         return error(
             401,
@@ -166,6 +187,60 @@ async def items_page(session: AsyncSession, request: web.Request, where: Any) ->
 
 def current_user(request: web.Request) -> User:
     return request[USER_KEY]
+
+
+class Forbidden(web.HTTPForbidden):
+    def __init__(self, reason: str) -> None:
+        super().__init__(text=json.dumps({"error": reason}), content_type="application/json")
+
+
+async def deny(
+    request: web.Request,
+    action: str,
+    reason: str,
+    *,
+    target_type: str | None = None,
+    target_id: int | str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> NoReturn:
+    """Write the refused attempt to the audit log ("<action>.denied", with the IP) in a
+    transaction of its own, then answer 403 with the reason. Call it outside any open session."""
+    user = current_user(request)
+    async with request.app[RUNTIME].db.write() as session:
+        await record(
+            session,
+            f"{action}.denied",
+            user_id=user.id,
+            ip=client_ip(request),
+            target_type=target_type,
+            target_id=target_id,
+            meta={"role": user.role, "reason": reason, **(meta or {})},
+        )
+    log.info("denied", action=action, user_id=user.id, target_id=target_id)
+    raise Forbidden(reason)
+
+
+async def require_role(
+    request: web.Request,
+    role: str,
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: int | str | None = None,
+) -> User:
+    """The current user when their role is at least `role`; otherwise the attempt is audited
+    and a 403 names the role needed."""
+    user = current_user(request)
+    if at_least(user, role):
+        return user
+    await deny(
+        request,
+        action,
+        f"{action}: needs the {role} role; you are {user.role}",
+        target_type=target_type,
+        target_id=target_id,
+        meta={"needed": role},
+    )
 
 
 # --- auth ---------------------------------------------------------------------------------
@@ -309,6 +384,264 @@ async def merge_contact(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+MAX_TAGS, MAX_FIELDS, MAX_NEW_IDENTITIES = 50, 100, 20
+
+
+def optional_text(data: dict[str, Any], key: str, max_len: int) -> str | None:
+    value = data[key]
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_len:
+        raise BadRequest(f"{key}: a string of at most {max_len} characters, or null", key)
+    return value.strip() or None
+
+
+def tags_of(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > MAX_TAGS:
+        raise BadRequest(f"tags: a list of at most {MAX_TAGS} strings", "tags")
+    tags: list[str] = []
+    for tag in value:
+        if not isinstance(tag, str) or not tag.strip() or len(tag) > 64:
+            raise BadRequest(
+                "tags: each tag is a non-empty string of at most 64 characters", "tags"
+            )
+        if tag.strip() not in tags:
+            tags.append(tag.strip())
+    return tags
+
+
+def custom_fields_of(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or len(value) > MAX_FIELDS:
+        raise BadRequest(f"custom_fields: an object of at most {MAX_FIELDS} keys", "custom_fields")
+    for key, item in value.items():
+        if not key or len(key) > 64:
+            raise BadRequest("custom_fields: keys are 1 to 64 characters", "custom_fields")
+        scalar = item is None or isinstance(item, str | int | float | bool)
+        if not scalar or (isinstance(item, str) and len(item) > 2000):
+            raise BadRequest(
+                f"custom_fields.{key}: a string (at most 2000 characters), number, "
+                "true/false or null",
+                "custom_fields",
+            )
+    return dict(value)
+
+
+def new_identities(data: dict[str, Any], region: str | None) -> list[tuple[str, str, str]]:
+    """(kind, value, raw) for add_phones / add_emails: phones in any format become E.164."""
+    out: list[tuple[str, str, str]] = []
+    for key, kind in (("add_phones", "phone"), ("add_emails", "email")):
+        values = data.get(key, [])
+        if not isinstance(values, list) or len(values) > MAX_NEW_IDENTITIES:
+            raise BadRequest(f"{key}: a list of at most {MAX_NEW_IDENTITIES} strings", key)
+        for raw in values:
+            if not isinstance(raw, str) or not raw.strip() or len(raw) > 254:
+                raise BadRequest(f"{key}: each entry is a non-empty string", key)
+            if kind == "phone":
+                claim = phone_claim(raw, region)
+                if not claim.valid:
+                    raise BadRequest(
+                        f"{key}: {raw.strip()!r} is not a phone number (write it with the "
+                        "country code, e.g. +998 90 123 45 67)",
+                        key,
+                    )
+                value = claim.value
+            else:
+                email = normalize_email(raw)
+                if email is None:
+                    raise BadRequest(f"{key}: {raw.strip()!r} is not an e-mail address", key)
+                value = email
+            if (kind, value) not in {(k, v) for k, v, _ in out}:
+                out.append((kind, value, raw.strip()))
+    return out
+
+
+CONTACT_FIELDS = ("name", "company", "tags", "custom_fields", "add_phones", "add_emails")
+
+
+async def patch_contact(request: web.Request) -> web.Response:
+    """PATCH {"name", "company", "tags", "custom_fields", "add_phones", "add_emails"} (any of
+    them). A phone or e-mail another contact already has is a 409 naming it: merge instead."""
+    data = await read_json(request)
+    if unknown := sorted(set(data) - set(CONTACT_FIELDS)):
+        raise BadRequest(
+            f"{unknown[0]}: not a field you can change; one of {', '.join(CONTACT_FIELDS)}",
+            unknown[0],
+        )
+    if not data:
+        raise BadRequest(f"nothing to change: send any of {', '.join(CONTACT_FIELDS)}")
+    changes: dict[str, Any] = {}
+    for key, max_len in (("name", 200), ("company", 200)):
+        if key in data:
+            changes[key] = optional_text(data, key, max_len)
+    if "tags" in data:
+        changes["tags"] = tags_of(data["tags"])
+    if "custom_fields" in data:
+        changes["custom_fields"] = custom_fields_of(data["custom_fields"])
+    runtime = request.app[RUNTIME]
+    claims = new_identities(data, runtime.settings.default_region)
+    user = current_user(request)
+    try:
+        async with runtime.db.write() as session:
+            contact = await load_contact(session, request)
+            if contact.merged_into_id is not None:
+                raise Conflict(
+                    f"contact {contact.id} was merged into {contact.merged_into_id}; edit that one",
+                    contact_id=contact.merged_into_id,
+                )
+            for key, value in changes.items():
+                setattr(contact, key, value)
+            added = []
+            for kind, value, raw in claims:
+                owner = await session.scalar(
+                    select(Identity.contact_id).where(
+                        Identity.kind == kind, Identity.value == value
+                    )
+                )
+                if owner == contact.id:
+                    continue
+                if owner is not None:
+                    field = "add_phones" if kind == "phone" else "add_emails"
+                    raise Conflict(
+                        f"{field}: {value} belongs to contact {owner}; merge the two contacts "
+                        "instead",
+                        field=field,
+                        contact_id=owner,
+                    )
+                session.add(Identity(contact_id=contact.id, kind=kind, value=value, raw=raw))
+                added.append(value)
+            await session.flush()
+            (body,) = await contacts_to_dicts(session, [contact])
+            await record(
+                session,
+                "contact.update",
+                user_id=user.id,
+                ip=client_ip(request),
+                target_type="contact",
+                target_id=contact.id,
+                meta={"fields": sorted(changes), "added": added},
+            )
+    except IntegrityError:  # the same identity added concurrently elsewhere
+        return error(409, "a phone or e-mail was just added to another contact; reload and retry")
+    return json_response(body)
+
+
+async def contact_duplicates(request: web.Request) -> web.Response:
+    """Contacts an event claimed as the same person as this one (never merged on a claim anyone
+    could type): the operator decides with POST .../merge. ?status=open|merged|dismissed|all."""
+    status = request.query.get("status", "open")
+    if status not in ("open", "merged", "dismissed", "all"):
+        raise BadRequest("status: one of open, merged, dismissed, all", "status")
+    async with request.app[RUNTIME].db.read() as session:
+        contact = await load_contact(session, request)
+        query = select(DuplicateSuggestion).where(
+            or_(
+                DuplicateSuggestion.contact_id == contact.id,
+                DuplicateSuggestion.other_id == contact.id,
+            )
+        )
+        if status != "all":
+            query = query.where(DuplicateSuggestion.status == status)
+        rows = list(await session.scalars(query.order_by(DuplicateSuggestion.id)))
+        other_ids = [r.other_id if r.contact_id == contact.id else r.contact_id for r in rows]
+        others = {
+            c.id: c for c in await session.scalars(select(Contact).where(Contact.id.in_(other_ids)))
+        }
+        dicts = {d["id"]: d for d in await contacts_to_dicts(session, list(others.values()))}
+    items = [
+        {
+            "id": row.id,
+            "contact_id": contact.id,
+            "other_id": other_id,
+            "other": dicts.get(other_id),
+            "reason": row.reason,
+            "status": row.status,
+            "created_at": row.created_at.isoformat(),
+        }
+        for row, other_id in zip(rows, other_ids, strict=True)
+    ]
+    return json_response({"items": items, "next_cursor": None})
+
+
+async def dismiss_duplicate(request: web.Request) -> web.Response:
+    """POST .../duplicates/{suggestion_id}/dismiss: not the same person; the suggestion stays
+    dismissed (a later event claiming both again does not reopen it)."""
+    suggestion_id = int_param(request.match_info["suggestion_id"], "suggestion_id")
+    async with request.app[RUNTIME].db.write() as session:
+        contact = await load_contact(session, request)
+        row = await session.get(DuplicateSuggestion, suggestion_id, with_for_update=True)
+        if row is None or contact.id not in (row.contact_id, row.other_id):
+            raise NotFound(f"duplicate suggestion {suggestion_id} of contact {contact.id}")
+        if row.status != "dismissed":
+            row.status = "dismissed"
+            await record(
+                session,
+                "contact.duplicate_dismiss",
+                user_id=current_user(request).id,
+                ip=client_ip(request),
+                target_type="contact",
+                target_id=contact.id,
+                meta={"suggestion_id": row.id, "pair": [row.contact_id, row.other_id]},
+            )
+        other_id = row.other_id if row.contact_id == contact.id else row.contact_id
+        body = {
+            "id": row.id,
+            "contact_id": contact.id,
+            "other_id": other_id,
+            "reason": row.reason,
+            "status": row.status,
+            "created_at": row.created_at.isoformat(),
+        }
+    return json_response(body)
+
+
+async def delete_contact(request: web.Request) -> web.Response:
+    """Admin only: the person and everything of theirs (identities, conversations, timeline,
+    leads, reminders) goes, with the contacts merged into them; the audit entry stays."""
+    contact_id = int_param(request.match_info["contact_id"], "id")
+    user = await require_role(
+        request, "admin", "contact.delete", target_type="contact", target_id=contact_id
+    )
+    async with request.app[RUNTIME].db.write() as session:
+        contact = await session.get(Contact, contact_id, with_for_update=True)
+        if contact is None:
+            raise NotFound(f"contact {contact_id}")
+        ids, frontier = [contact_id], [contact_id]
+        while frontier:  # contacts merged into this one (and into those) are the same person
+            frontier = list(
+                await session.scalars(
+                    select(Contact.id).where(Contact.merged_into_id.in_(frontier))
+                )
+            )
+            ids += frontier
+        counts = {}
+        for name, model in (
+            ("conversations", Conversation),
+            ("items", TimelineItem),
+            ("leads", Lead),
+        ):
+            counts[name] = int(
+                await session.scalar(
+                    select(func.count()).select_from(model).where(model.contact_id.in_(ids))
+                )
+                or 0
+            )
+        await session.execute(
+            update(Contact).where(Contact.id.in_(ids)).values(merged_into_id=None)
+        )
+        await session.execute(delete(Contact).where(Contact.id.in_(ids)))
+        deleted = {"contact_id": contact_id, "merged_contacts": len(ids) - 1, **counts}
+        await record(
+            session,
+            "contact.delete",
+            user_id=user.id,
+            ip=client_ip(request),
+            target_type="contact",
+            target_id=contact_id,
+            meta={"name": contact.name, **deleted},
+        )
+    return json_response({"deleted": deleted})
+
+
 # --- conversations and leads --------------------------------------------------------------
 
 
@@ -316,12 +649,16 @@ async def list_conversations(request: web.Request) -> web.Response:
     limit = page_limit(request)
     user: User = current_user(request)
     query = select(Conversation).join(Contact, Contact.id == Conversation.contact_id)
+    if (scope := visible_conversations(user)) is not None:
+        query = query.where(scope)
     if status := request.query.get("status"):
         if status not in ("open", "pending", "closed"):
             raise BadRequest("status: one of open, pending, closed", "status")
         query = query.where(Conversation.status == status)
     if channel := request.query.get("channel"):
         query = query.where(Conversation.channel == channel)
+    if contact_id := request.query.get("contact_id"):
+        query = query.where(Conversation.contact_id == int_param(contact_id, "contact_id"))
     if assignee := request.query.get("assignee"):
         if assignee == "me":
             query = query.where(Conversation.assignee_id == user.id)
@@ -364,16 +701,139 @@ async def load_conversation(session: AsyncSession, request: web.Request) -> Conv
     return conversation
 
 
-async def get_conversation(request: web.Request) -> web.Response:
+async def check_conversation(request: web.Request, action: str) -> Conversation:
+    """The conversation of the URL when the user may see it (operators: their own and unassigned
+    ones; managers: also their team's); otherwise an audited 403 naming why."""
+    user = current_user(request)
     async with request.app[RUNTIME].db.read() as session:
         conversation = await load_conversation(session, request)
+        allowed = await can_see_conversation(session, user, conversation)
+    if not allowed:
+        await deny(
+            request,
+            action,
+            f"conversation {conversation.id} is assigned to user {conversation.assignee_id}, "
+            f"outside what a{'n' if user.role == 'operator' else ''} {user.role} may "
+            "see: ask them or a manager to reassign it",
+            target_type="conversation",
+            target_id=conversation.id,
+        )
+    return conversation
+
+
+async def get_conversation(request: web.Request) -> web.Response:
+    conversation = await check_conversation(request, "conversation.view")
     return json_response(conversation_to_dict(conversation))
 
 
 async def conversation_messages(request: web.Request) -> web.Response:
+    conversation = await check_conversation(request, "conversation.view")
     async with request.app[RUNTIME].db.read() as session:
-        conversation = await load_conversation(session, request)
         return await items_page(session, request, TimelineItem.conversation_id == conversation.id)
+
+
+CONVERSATION_FIELDS = ("status", "assignee_id")
+
+
+async def patch_conversation(request: web.Request) -> web.Response:
+    """PATCH {"status"?, "assignee_id"?}: close, reopen, take, hand over; a live
+    conversation.updated goes out after commit."""
+    data = await read_json(request)
+    if unknown := sorted(set(data) - set(CONVERSATION_FIELDS)):
+        raise BadRequest(f"{unknown[0]}: not a field you can change; one of status, assignee_id")
+    if not data:
+        raise BadRequest("nothing to change: send status and/or assignee_id")
+    status = data.get("status")
+    if "status" in data and status not in ("open", "pending", "closed"):
+        raise BadRequest("status: one of open, pending, closed", "status")
+    assignee_id = data.get("assignee_id")
+    if assignee_id is not None and (
+        isinstance(assignee_id, bool) or not isinstance(assignee_id, int)
+    ):
+        raise BadRequest("assignee_id: a user id (an integer) or null", "assignee_id")
+    user = current_user(request)
+    conversation = await check_conversation(request, "conversation.update")
+    if "assignee_id" in data:
+        async with request.app[RUNTIME].db.read() as session:
+            refusal = await may_assign(session, user, assignee_id)
+            assignee = None if assignee_id is None else await session.get(User, assignee_id)
+        if assignee_id is not None and (assignee is None or not assignee.active):
+            raise BadRequest(f"assignee_id: no active user {assignee_id}", "assignee_id")
+        if refusal is not None:
+            await deny(
+                request,
+                "conversation.assign",
+                f"assignee_id: {refusal}",
+                target_type="conversation",
+                target_id=conversation.id,
+                meta={"assignee_id": assignee_id},
+            )
+    runtime = request.app[RUNTIME]
+    async with runtime.db.write() as session:
+        row = await session.get(Conversation, conversation.id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"conversation {conversation.id}")
+        before = {key: getattr(row, key) for key in CONVERSATION_FIELDS}
+        for key in CONVERSATION_FIELDS:
+            if key in data:
+                setattr(row, key, data[key])
+        await session.flush()
+        body = conversation_to_dict(row)
+        changed = {k: v for k, v in before.items() if body[k] != v}
+        if changed:
+            await record(
+                session,
+                "conversation.update",
+                user_id=user.id,
+                ip=client_ip(request),
+                target_type="conversation",
+                target_id=row.id,
+                meta={"before": changed, "after": {k: body[k] for k in changed}},
+            )
+    if changed:
+        live = [LiveEvent("conversation.updated", body)]
+        await publish(runtime.redis, runtime.settings.redis_prefix, live)
+    return json_response(body)
+
+
+async def delete_conversation(request: web.Request) -> web.Response:
+    """Admin only: the conversation and its timeline items go; the contact and leads stay."""
+    conversation_id = int_param(request.match_info["conversation_id"], "id")
+    user = await require_role(
+        request,
+        "admin",
+        "conversation.delete",
+        target_type="conversation",
+        target_id=conversation_id,
+    )
+    async with request.app[RUNTIME].db.write() as session:
+        conversation = await session.get(Conversation, conversation_id, with_for_update=True)
+        if conversation is None:
+            raise NotFound(f"conversation {conversation_id}")
+        items = await session.scalar(
+            select(func.count())
+            .select_from(TimelineItem)
+            .where(TimelineItem.conversation_id == conversation_id)
+        )
+        await session.execute(
+            delete(TimelineItem).where(TimelineItem.conversation_id == conversation_id)
+        )
+        await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
+        deleted = {"conversation_id": conversation_id, "items": int(items or 0)}
+        await record(
+            session,
+            "conversation.delete",
+            user_id=user.id,
+            ip=client_ip(request),
+            target_type="conversation",
+            target_id=conversation_id,
+            meta={
+                "contact_id": conversation.contact_id,
+                "channel": conversation.channel,
+                **deleted,
+            },
+        )
+    return json_response({"deleted": deleted})
 
 
 async def list_leads(request: web.Request) -> web.Response:
@@ -398,17 +858,17 @@ async def post_reply(request: web.Request) -> web.Response:
     """Queue a reply on the conversation's channel; the worker delivers it and its status moves
     to sent/delivered/failed. 202: accepted, not yet sent."""
     data = await read_json(request)
-    text = data.get("text")
+    text = data.get("text", "")
     if not isinstance(text, str):
         raise BadRequest("text: required, a string", "text")
-    if data.get("attachments"):
-        raise BadRequest("attachments: sending files is not supported yet", "attachments")
     runtime = request.app[RUNTIME]
+    await check_conversation(request, "conversation.reply")
     try:
+        files = stored_attachments(runtime.settings.data_dir, data.get("attachments"))
         async with runtime.db.write() as session:
             conversation = await load_conversation(session, request)
             item, live = await queue_reply(
-                session, runtime.channels, conversation, text, current_user(request).id
+                session, runtime.channels, conversation, text, current_user(request).id, files
             )
     except ReplyError as exc:
         raise BadRequest(str(exc), exc.field) from None
@@ -426,6 +886,7 @@ async def post_note(request: web.Request) -> web.Response:
     if not isinstance(text, str):
         raise BadRequest("text: required, a string", "text")
     runtime = request.app[RUNTIME]
+    await check_conversation(request, "conversation.note")
     try:
         async with runtime.db.write() as session:
             conversation = await load_conversation(session, request)
@@ -469,9 +930,15 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/contacts", list_contacts)
     r.add_get("/api/contacts/{contact_id}", get_contact)
     r.add_get("/api/contacts/{contact_id}/timeline", contact_timeline)
+    r.add_patch("/api/contacts/{contact_id}", patch_contact)
+    r.add_delete("/api/contacts/{contact_id}", delete_contact)
+    r.add_get("/api/contacts/{contact_id}/duplicates", contact_duplicates)
+    r.add_post("/api/contacts/{contact_id}/duplicates/{suggestion_id}/dismiss", dismiss_duplicate)
     r.add_post("/api/contacts/{contact_id}/merge", merge_contact)
     r.add_get("/api/conversations", list_conversations)
     r.add_get("/api/conversations/{conversation_id}", get_conversation)
+    r.add_patch("/api/conversations/{conversation_id}", patch_conversation)
+    r.add_delete("/api/conversations/{conversation_id}", delete_conversation)
     r.add_get("/api/conversations/{conversation_id}/messages", conversation_messages)
     r.add_post("/api/conversations/{conversation_id}/messages", post_reply)
     r.add_post("/api/conversations/{conversation_id}/notes", post_note)

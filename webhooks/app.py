@@ -9,11 +9,30 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from hub.runtime import Runtime
-from webhooks import api, forms, health, inbound, reminders
+from webhooks import (
+    admin,
+    api,
+    audit,
+    calls,
+    events,
+    exports,
+    forms,
+    health,
+    inbound,
+    leads,
+    openapi,
+    reminders,
+    reports,
+    security,
+    uploads,
+    users,
+)
 from webhooks.context import RUNTIME
 from webhooks.responses import error, json_response
+from webhooks.ui import pages
 
 log = structlog.get_logger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -34,6 +53,12 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         if exc.status < 400:
             raise  # redirects are answers, not errors
         response = _json_http_error(exc)
+    except HttpProcessingError as exc:
+        if not 400 <= exc.code < 500:
+            raise
+        # A body aiohttp could not parse (a multipart part with a broken header line): the
+        # client's fault, whichever route read it.
+        response = error(exc.code, f"malformed request: {exc.message}"[:300])
     except Exception:
         log.exception("request_failed", method=request.method, path=request.path)
         response = error(500, "internal error", request_id=request_id)
@@ -64,13 +89,27 @@ def _json_http_error(exc: web.HTTPException) -> web.Response:
 
 
 def make_app(runtime: Runtime) -> web.Application:
-    app = web.Application(middlewares=[request_context, api.authenticate], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[request_context, security.ip_allowlist, api.authenticate],
+        client_max_size=MAX_BODY,
+    )
     app[RUNTIME] = runtime
     forms.add_routes(app)
     inbound.add_routes(app)
     api.add_routes(app)
     reminders.add_routes(app)
+    uploads.add_routes(app)
     health.add_routes(app)
+    events.add_routes(app)
+    pages.add_routes(app)
+    leads.add_routes(app)  # issue 10: lead stages, reports, import, export, users
+    reports.add_routes(app)
+    calls.add_routes(app)  # issue 7: caller card, call comments
+    exports.add_routes(app)
+    admin.add_routes(app)
+    users.add_routes(app)  # issue 9: users, audit log, OpenAPI
+    audit.add_routes(app)
+    openapi.add_routes(app)
 
     async def close_runtime(app: web.Application) -> None:
         await app[RUNTIME].close()

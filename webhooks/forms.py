@@ -11,6 +11,7 @@ from aiohttp import web
 
 from hub.channels.base import InboundRequest, InvalidPayload
 from hub.channels.webform import WebForm
+from hub.leads.acknowledge import form_acknowledgement
 from hub.metrics import INBOUND_EVENTS
 from webhooks.context import RUNTIME
 from webhooks.inbound import store
@@ -116,6 +117,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
             "contact_id": result.contact_id,
             "item_id": result.item_id,
             "duplicate": result.duplicate,
+            "message": form_acknowledgement(runtime.settings, channel),
         },
         status=201,  # a retried submission gets the answer the first one got
         headers=cors,
@@ -131,6 +133,7 @@ async def embed_js(request: web.Request) -> web.Response:
         "required": list(form.required),
         "title": form.title,
         "submit_label": form.submit_label,
+        "success": form_acknowledgement(request.app[RUNTIME].settings, form.id),
     }
     # </script> cannot appear in JSON embedded in JS served as a script, but escape anyway.
     blob = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
@@ -164,13 +167,15 @@ async def hosted_page(request: web.Request) -> web.Response:
 
 
 async def thanks(request: web.Request) -> web.Response:
-    _form(request)
-    body = "<h1>Thank you!</h1><p>We got your request and will be in touch soon.</p>"
+    form = _form(request).form
+    said = form_acknowledgement(request.app[RUNTIME].settings, form.id)
+    text = html.escape(said or "We got your request and will be in touch soon.")
+    body = f"<h1>Thank you!</h1><p>{text}</p>"
     return web.Response(text=PAGE.format(title="Thank you", body=body), content_type="text/html")
 
 
 async def home(request: web.Request) -> web.Response:
-    """What this hub serves, until the operator inbox takes this page over."""
+    """What this hub serves: every form with its embed snippet, and the channels."""
     runtime = request.app[RUNTIME]
     forms = "".join(
         f'<li><a href="/forms/{html.escape(f)}">{html.escape(f)}</a>: '
@@ -195,7 +200,7 @@ async def home(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/", home)
+    app.router.add_get("/forms", home)  # "/" is the operator inbox (webhooks/ui)
     app.router.add_route("OPTIONS", "/forms/{form_id}", preflight)
     app.router.add_post("/forms/{form_id}", submit)
     app.router.add_get("/forms/{form_id}", hosted_page)

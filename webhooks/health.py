@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from hub.channels.email.sync import mailbox_health
 from hub.metrics import render
 from webhooks.context import RUNTIME
 from webhooks.responses import json_response
@@ -28,9 +30,12 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception as exc:
         checks["redis"] = f"down: {type(exc).__name__}: {exc}"[:300]
     down = [name for name, state in checks.items() if state != "ok"]
-    body = {"status": "ok" if not down else "down", "checks": checks}
+    body: dict[str, Any] = {"status": "ok" if not down else "down", "checks": checks}
     if down:
         body["error"] = f"{', '.join(down)} not answering"
+    mailboxes = [name for name, channel in runtime.channels.items() if channel.type == "email"]
+    if mailboxes and checks["database"] == "ok":  # a failing mailbox is shown, not a 503
+        body["channels"] = await mailbox_health(runtime.db, mailboxes)
     return json_response(body, status=503 if down else 200)
 
 

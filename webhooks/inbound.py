@@ -9,12 +9,17 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from hub.channels.base import InboundEvent, InboundRequest, InvalidPayload, ProviderAnswer
+from hub.inbox.calls import call_event_of
 from hub.inbox.ingest import IngestResult, ingest
 from hub.inbox.live import publish
 from hub.inbox.status import apply_status_update, status_update_of
+from hub.leads.acknowledge import acknowledgement
+from hub.leads.pipelines import with_pipeline
 from hub.leads.reminders import enqueue_dues
 from hub.metrics import INBOUND_EVENTS, INGEST_SECONDS
+from hub.notify.actions import apply_staff_action, staff_action_of
 from hub.runtime import Runtime
+from webhooks.calls import store_call
 from webhooks.context import RUNTIME
 from webhooks.responses import client_ip, error
 
@@ -55,9 +60,32 @@ async def receive(request: web.Request) -> web.StreamResponse:
     except InvalidPayload as exc:
         INBOUND_EVENTS.labels(name, kind, "rejected").inc()
         return error(400, exc.reason, field=exc.field)
+    reply: ProviderAnswer | None = None
     for event in events:
-        await store(runtime, event)
-    return answer(channel.ack(events))
+        if staff_action_of(event) is not None:  # a staff member's button or /start
+            reply = await act(runtime, event)
+        else:
+            await store(runtime, event)
+    return answer(reply or channel.ack(events))
+
+
+async def act(runtime: Runtime, event: InboundEvent) -> ProviderAnswer:
+    """Apply a staff action once; its answer goes back in the webhook reply."""
+    outcome = await apply_staff_action(runtime.db, event)
+    result = "duplicate" if outcome.duplicate else "stored"
+    INBOUND_EVENTS.labels(event.channel, event.channel_type, result).inc()
+    await enqueue_dues(runtime, outcome.dues)
+    if outcome.refresh is not None:
+        try:
+            await runtime.enqueue(
+                "refresh_notices",
+                outcome.refresh,
+                job_id=f"refresh_notices:{outcome.refresh}:{event.external_id}",
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("enqueue_failed", reminder_id=outcome.refresh, error=str(exc))
+    await publish(runtime.redis, runtime.settings.redis_prefix, outcome.live)
+    return outcome.answer
 
 
 async def store(runtime: Runtime, event: InboundEvent) -> IngestResult:
@@ -65,12 +93,15 @@ async def store(runtime: Runtime, event: InboundEvent) -> IngestResult:
     started = time.perf_counter()
     if status_update_of(event) is not None:  # a delivery report for an outbound item
         result = await apply_status_update(runtime.db, event)
+    elif call_event_of(event) is not None:  # a call's progress: its item moves (issue 7)
+        result = await store_call(runtime, event)
     else:
         result = await ingest(
             runtime.db,
-            event,
+            with_pipeline(event, runtime.settings),
             runtime.settings.default_region,
             runtime.settings.leads.callback_within,
+            acknowledgement(runtime.settings, runtime.channels, event),
         )
     INGEST_SECONDS.labels(event.channel_type).observe(time.perf_counter() - started)
     outcome = "duplicate" if result.duplicate else "stored"
@@ -89,6 +120,11 @@ async def store(runtime: Runtime, event: InboundEvent) -> IngestResult:
         except (RedisError, OSError) as exc:
             log.warning("enqueue_failed", item_id=result.item_id, error=str(exc))
     await enqueue_dues(runtime, result.reminders)  # committed: the callback reminder's job
+    for item_id in result.outbound:  # committed: the acknowledgement (the stale sweep backs up)
+        try:
+            await runtime.enqueue("deliver", item_id, job_id=f"deliver:{item_id}")
+        except (RedisError, OSError) as exc:
+            log.warning("enqueue_failed", item_id=item_id, error=str(exc))
     await publish(runtime.redis, runtime.settings.redis_prefix, result.live)
     return result
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from aiohttp import web
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.inbox.live import LiveEvent, publish
 from hub.leads.reminders import (
     STATUSES,
     Due,
@@ -22,6 +25,7 @@ from hub.leads.reminders import (
     snooze,
 )
 from hub.models import Reminder
+from hub.notify.prefs import PrefsError, load_prefs, prefs_to_dict, update_prefs
 from webhooks.api import (
     BadRequest,
     current_user,
@@ -33,6 +37,8 @@ from webhooks.api import (
 )
 from webhooks.context import RUNTIME
 from webhooks.responses import error, json_response
+
+log = structlog.get_logger(__name__)
 
 
 def _error(exc: ReminderError) -> web.Response:
@@ -68,7 +74,8 @@ async def _apply(
     action: Callable[[AsyncSession], Awaitable[Reminder]],
     status: int = 200,
 ) -> web.Response:
-    """Run one change in a transaction, then (committed) queue the job of a pending reminder."""
+    """Run one change in a transaction, then (committed) queue the job of a pending reminder,
+    rewrite its Telegram notices and tell the open inboxes."""
     runtime = request.app[RUNTIME]
     try:
         async with runtime.db.write() as session:
@@ -79,6 +86,17 @@ async def _apply(
         return _error(exc)
     if due is not None:
         await enqueue_dues(runtime, [due])
+    if status == 200:  # a change to an existing reminder: notices about it are out of date
+        try:
+            await runtime.enqueue(
+                "refresh_notices",
+                body["id"],
+                job_id=f"refresh_notices:{body['id']}:{body['status']}:{body['due_at']}",
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("enqueue_failed", reminder_id=body["id"], error=str(exc))
+    event = LiveEvent("reminder.updated", body | {"by_user_id": current_user(request).id})
+    await publish(runtime.redis, runtime.settings.redis_prefix, [event])
     return json_response(body, status=status)
 
 
@@ -111,8 +129,32 @@ async def post_snooze(request: web.Request) -> web.Response:
     return await _apply(request, lambda session: snooze(session, reminder_id, minutes))
 
 
+async def get_my_notifications(request: web.Request) -> web.Response:
+    """GET /api/me/notifications: where my reminders go, and my Telegram link code."""
+    runtime = request.app[RUNTIME]
+    async with runtime.db.write() as session:
+        prefs = await load_prefs(session, current_user(request).id)
+        body = prefs_to_dict(prefs, runtime.settings)
+    return json_response(body)
+
+
+async def patch_my_notifications(request: web.Request) -> web.Response:
+    """PATCH /api/me/notifications {"via", "phone", "new_link_code", "unlink_telegram"}."""
+    runtime = request.app[RUNTIME]
+    data = await read_json(request)
+    try:
+        async with runtime.db.write() as session:
+            prefs = await update_prefs(session, current_user(request), data, runtime.settings)
+            body = prefs_to_dict(prefs, runtime.settings)
+    except PrefsError as exc:
+        return error(400, str(exc), field=exc.field or None)
+    return json_response(body)
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
+    r.add_get("/api/me/notifications", get_my_notifications)
+    r.add_patch("/api/me/notifications", patch_my_notifications)
     r.add_get("/api/reminders", list_reminders)
     r.add_post("/api/reminders", post_reminder)
     r.add_post("/api/reminders/{reminder_id}/done", post_done)

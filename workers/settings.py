@@ -15,13 +15,25 @@ from hub.log import configure_logging
 from hub.runtime import Runtime, queue_name
 from hub.settings import load_settings
 from workers.jobs import FETCH_TRIES, RUNTIME, deliver, fetch_attachments, requeue_stale_replies
-from workers.reminders import FIRE_TRIES, SWEEP_SECONDS, fire_reminder, sweep_reminders
+from workers.mail import poll_mailbox, start_mail_pollers, stop_mail_pollers
+from workers.reminders import (
+    FIRE_TRIES,
+    SWEEP_SECONDS,
+    fire_reminder,
+    reengage_customers,
+    refresh_notices,
+    send_notification,
+    sweep_reminders,
+)
 
 FUNCTIONS = [
     func(deliver, name="deliver", max_tries=8),
     func(fetch_attachments, name="fetch_attachments", max_tries=FETCH_TRIES),
     # no result kept: a job that gave up can be queued again by the sweep under its id
     func(fire_reminder, name="fire_reminder", max_tries=FIRE_TRIES, keep_result=0),
+    func(send_notification, name="send_notification", max_tries=3, keep_result=0),
+    func(refresh_notices, name="refresh_notices", max_tries=3, keep_result=0),
+    func(poll_mailbox, name="poll_mailbox", max_tries=3, keep_result=0),
 ]
 
 
@@ -31,9 +43,11 @@ async def on_startup(ctx: dict[str, Any]) -> None:
         configure_logging(settings.log_level, settings.log_format)
         ctx[RUNTIME] = Runtime.open(settings)
     ctx["http"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    await start_mail_pollers(ctx)
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
+    await stop_mail_pollers(ctx)
     await ctx["http"].close()
 
 
@@ -52,6 +66,12 @@ def cron_jobs(prefix: str) -> list[CronJob]:
             name=f"{prefix}sweep_reminders",
             second=set(range(0, 60, SWEEP_SECONDS)),
             run_at_startup=True,
+        ),
+        cron(
+            reengage_customers,
+            name=f"{prefix}reengage_customers",
+            minute=set(range(0, 60, 10)),
+            second={15},
         ),
     ]
 
@@ -75,6 +95,8 @@ def make_worker(runtime: Runtime, **overrides: Any) -> Worker:
         "ctx": {RUNTIME: runtime},
         "handle_signals": False,  # the entrypoint owns signals and stops us cleanly
         "max_jobs": 20,
+        # arq waits this long between looks at the queue: a due reminder waits at most this.
+        "poll_delay": 0.1,
         "job_timeout": 120,
         "health_check_key": f"{queue_name(runtime.settings)}:health-check",
         "cron_jobs": cron_jobs(runtime.settings.redis_prefix),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.auth.audit import record
 from hub.auth.passwords import (
     MIN_LENGTH,
     hash_password,
@@ -15,7 +17,7 @@ from hub.auth.passwords import (
     verify_password,
 )
 from hub.leads.emails import normalize_email
-from hub.models import User
+from hub.models import ApiToken, Conversation, Lead, Reminder, User, utcnow
 
 ROLES = ("operator", "manager", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -75,3 +77,87 @@ def user_to_dict(user: User) -> dict[str, Any]:
         "active": user.active,
         "created_at": user.created_at.isoformat(),
     }
+
+
+@dataclass(frozen=True)
+class Handover:
+    """What deactivating a user moved to their successor (issue 10): nothing is deleted."""
+
+    user_id: int
+    successor_id: int
+    conversations: int
+    leads: int
+    reminders: int
+    tokens_revoked: int
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+async def deactivate_user(
+    session: AsyncSession,
+    user_id: int,
+    successor_id: int | None,
+    *,
+    by_user_id: int | None,
+    ip: str | None,
+) -> Handover:
+    """Deactivate a user: their open conversations, open leads and pending reminders go to the
+    successor (default: their manager), their tokens are revoked, and it is audited."""
+    user = await session.get(User, user_id, with_for_update=True)
+    if user is None:
+        raise LookupError(f"user {user_id} not found")
+    if not user.active:
+        raise UserError(f"user {user.email} is already deactivated")
+    if successor_id is None:
+        successor_id = user.manager_id
+        if successor_id is None:
+            raise UserError(
+                f"successor_id: {user.email} has no manager; name the colleague who takes over"
+            )
+    if successor_id == user.id:
+        raise UserError("successor_id: the successor must be someone else")
+    successor = await session.get(User, successor_id)
+    if successor is None or not successor.active:
+        raise UserError(f"successor_id: no active user {successor_id}")
+    now = utcnow()
+    moved = []
+    for model, statuses in (
+        (Conversation, ("open", "pending")),
+        (Lead, ("open",)),
+        (Reminder, ("pending", "notified")),
+    ):
+        result = await session.execute(
+            update(model)
+            .where(model.assignee_id == user.id, model.status.in_(statuses))
+            .values(assignee_id=successor.id, updated_at=now)
+        )
+        moved.append(int(getattr(result, "rowcount", 0) or 0))
+    revoked = await session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    # The people they managed escalate to the next manager up (or any manager, when none).
+    await session.execute(
+        update(User).where(User.manager_id == user.id).values(manager_id=user.manager_id)
+    )
+    user.active = False
+    handover = Handover(
+        user_id=user.id,
+        successor_id=successor.id,
+        conversations=moved[0],
+        leads=moved[1],
+        reminders=moved[2],
+        tokens_revoked=int(getattr(revoked, "rowcount", 0) or 0),
+    )
+    await record(
+        session,
+        "user.deactivate",
+        user_id=by_user_id,
+        ip=ip,
+        target_type="user",
+        target_id=user.id,
+        meta=handover.to_dict(),
+    )
+    return handover

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from hub.channels.base import Channel
+from hub.channels.email import Email
+from hub.channels.pbx import Pbx
 from hub.channels.telegram import Telegram
 from hub.channels.twilio import Twilio
 from hub.channels.webform import WebForm
@@ -12,6 +14,8 @@ CHANNEL_TYPES: dict[str, type[Channel]] = {
     WebForm.type: WebForm,
     Telegram.type: Telegram,
     Twilio.type: Twilio,
+    Pbx.type: Pbx,
+    Email.type: Email,
 }
 
 

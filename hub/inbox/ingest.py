@@ -35,6 +35,7 @@ class IngestResult:
     duplicates: tuple[int, ...] = ()
     live: tuple[LiveEvent, ...] = field(default=(), repr=False)
     reminders: tuple[Due, ...] = ()  # to enqueue after commit
+    outbound: tuple[int, ...] = ()  # queued outbound items (an acknowledgement) to deliver
 
 
 SEEN_BEFORE = (
@@ -205,14 +206,42 @@ def _revise(conn: Connection, event: InboundEvent, receipt_id: int) -> IngestRes
     )
 
 
+def _acknowledge(
+    conn: Connection, event: InboundEvent, conversation: Row[Any], contact_id: int, text: str
+) -> int:
+    """The acknowledgement of a new lead, queued on its own conversation: written with the lead,
+    so it goes out once per lead (the deliver job and the stale sweep send queued items)."""
+    now = utcnow()
+    values = {
+        "conversation_id": conversation.id,
+        "contact_id": contact_id,
+        "channel": event.channel,
+        "channel_type": event.channel_type,
+        "direction": "out",
+        "kind": "message",
+        "text": text,
+        "attachments": [],
+        "status": "queued",
+        "error": None,
+        "external_id": None,
+        "author_id": None,
+        "meta": {"auto": "acknowledge"},
+        "created_at": now,
+        "updated_at": now,
+    }
+    return int(conn.execute(INSERT_ITEM, values).one().id)
+
+
 def _ingest_once(
     conn: Connection,
     event: InboundEvent,
     region: str | None,
     callback_within: timedelta | None = None,
+    acknowledge: str | None = None,
 ) -> IngestResult:
     """One event in the caller's transaction (Core statements: no unit of work to flush).
-    With `callback_within`, a new lead whose contact has a phone gets a callback reminder."""
+    With `callback_within`, a new lead whose contact has a phone gets a callback reminder;
+    with `acknowledge`, a new lead gets that text back on its own channel."""
     receipt_id = claim_receipt(conn, event)
     if receipt_id is None:
         return _seen_before(conn, event)
@@ -266,10 +295,13 @@ def _ingest_once(
         LiveEvent("conversation.updated", conversation_to_dict(conversation)),
     ]
     reminder = None
+    outbound: tuple[int, ...] = ()
     if new_lead is not None:
         live.append(LiveEvent("lead.created", lead_to_dict(new_lead)))
         if callback_within is not None:
             reminder = add_callback(conn, new_lead, event, callback_within)
+        if acknowledge:
+            outbound = (_acknowledge(conn, event, conversation, contact_id, acknowledge),)
     return IngestResult(
         duplicate=False,
         item_id=item.id,
@@ -281,7 +313,12 @@ def _ingest_once(
         duplicates=match.duplicates,
         live=tuple(live),
         reminders=(reminder,) if reminder is not None else (),
+        outbound=outbound,
     )
+
+
+# For a channel that runs its own statements in the same transaction (e-mail threading).
+ingest_in_transaction = _ingest_once
 
 
 async def ingest(
@@ -289,9 +326,10 @@ async def ingest(
     event: InboundEvent,
     region: str | None,
     callback_within: timedelta | None = None,
+    acknowledge: str | None = None,
 ) -> IngestResult:
     """Store one event exactly once. A lost race (the same person arriving twice at once, a
     lock held by another process) retries the whole transaction, which is safe because the
     receipt makes every attempt start from nothing or find the winner's result."""
     structlog.contextvars.bind_contextvars(channel=event.channel, event_id=event.external_id)
-    return await db.run_write_retrying(_ingest_once, event, region, callback_within)
+    return await db.run_write_retrying(_ingest_once, event, region, callback_within, acknowledge)

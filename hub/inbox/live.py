@@ -19,6 +19,7 @@ EVENT_TYPES = (
     "conversation.updated",
     "lead.created",
     "reminder.due",
+    "reminder.updated",
     "call.ringing",
 )
 STREAM_MAXLEN = 10_000  # enough for a reconnecting browser to catch up on

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.channels.base import Channel, OutboundMessage, SendResult
+from hub.channels.base import Attachment, Channel, OutboundMessage, SendResult
 from hub.db import Database
+from hub.inbox.attachments import API_PATH, find_stored, stored_fields
 from hub.inbox.live import LiveEvent
 from hub.inbox.timeline import conversation_to_dict, item_to_dict
 from hub.leads.reminders import close_for_contact
@@ -29,6 +32,7 @@ class DeliveryError(Exception):
 
 
 MAX_REPLY_CHARS = 20_000
+MAX_REPLY_FILES = 10
 # A queued reply whose job went missing (Redis flushed, enqueue failed) is re-queued this long
 # after it was written; the deliver job itself is idempotent.
 STALE_QUEUED = timedelta(seconds=30)
@@ -42,13 +46,44 @@ class ReplyError(ValueError):
         self.field = field
 
 
-def checked_text(text: str) -> str:
+def checked_text(text: str, files: Sequence[Mapping[str, Any]] = ()) -> str:
     text = text.strip()
-    if not text:
-        raise ReplyError("text: required", "text")
+    if not text and not files:
+        raise ReplyError("text: required (or attachments)", "text")
     if len(text) > MAX_REPLY_CHARS:
         raise ReplyError(f"text: longer than {MAX_REPLY_CHARS} characters", "text")
     return text
+
+
+def stored_attachments(data_dir: Path, value: Any) -> list[dict[str, Any]]:
+    """A reply's `attachments`: files uploaded with POST /api/attachments, each given as
+    {"sha256"} or {"url"} of the upload's answer; the timeline rows for them."""
+    if value is None or value == []:
+        return []
+    if not isinstance(value, list):
+        raise ReplyError('attachments: a list of uploaded files ({"sha256": ...})', "attachments")
+    if len(value) > MAX_REPLY_FILES:
+        raise ReplyError(f"attachments: at most {MAX_REPLY_FILES} files", "attachments")
+    rows = []
+    for number, ref in enumerate(value, start=1):
+        where = f"attachments[{number}]"
+        if isinstance(ref, str):
+            ref = {"url": ref} if ref.startswith(API_PATH) else {"sha256": ref}
+        if not isinstance(ref, dict):
+            raise ReplyError(f"{where}: an object with the upload's sha256", "attachments")
+        digest = str(ref.get("sha256") or str(ref.get("url") or "").removeprefix(API_PATH))
+        stored = find_stored(data_dir, digest)
+        if stored is None:
+            raise ReplyError(
+                f"{where}: no uploaded file {digest[:64]!r}; upload it with POST /api/attachments",
+                "attachments",
+            )
+        given = ref.get("name")
+        name = given if isinstance(given, str) and given.strip() else stored.name
+        rows.append(
+            {"name": name[:120], "content_type": stored.content_type} | stored_fields(stored)
+        )
+    return rows
 
 
 async def queue_reply(
@@ -57,16 +92,24 @@ async def queue_reply(
     conversation: Conversation,
     text: str,
     author_id: int,
+    files: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[TimelineItem, list[LiveEvent]]:
     """Write an operator's reply as a queued outbound item (the worker sends it) and mark the
-    lead's first response. Refused up front when the conversation's channel cannot send."""
-    text = checked_text(text)
+    lead's first response. Refused up front when the conversation's channel cannot send (or
+    cannot send files, when there are some)."""
+    text = checked_text(text, files)
     channel = channels.get(conversation.channel)
     if channel is None or "outbound" not in channel.capabilities:
         raise ReplyError(
             f"conversation {conversation.id} is on {conversation.channel_type} "
             f"channel {conversation.channel!r}, which cannot send replies: answer on another "
             "of the contact's channels"
+        )
+    if files and "send_files" not in channel.capabilities:
+        raise ReplyError(
+            f"attachments: {conversation.channel_type} channel {conversation.channel!r} cannot "
+            "send files; send a text, or answer on another of the contact's channels",
+            "attachments",
         )
     now = utcnow()
     item = TimelineItem(
@@ -77,6 +120,7 @@ async def queue_reply(
         direction="out",
         kind="message",
         text=text,
+        attachments=[dict(f) for f in files],
         status="queued",
         author_id=author_id,
         created_at=now,
@@ -164,6 +208,15 @@ async def deliver_item(
             channel=item.channel,
             to=to or "",
             text=item.text,
+            attachments=tuple(
+                Attachment(
+                    name=str(a.get("name") or "attachment"),
+                    content_type=str(a.get("content_type") or "application/octet-stream"),
+                    size=a.get("size"),
+                    url=a.get("url"),
+                )
+                for a in item.attachments or []
+            ),
             meta=dict(item.meta or {}),
         )
     if channel is None:

@@ -44,8 +44,9 @@ def open_or_join_lead(
         "dialled_number": event.meta.get("dialled_number"),
         "first_item_id": item_id,
         "status": "open",
-        "stage": "new",
-        "pipeline": "default",
+        # hub.leads.pipelines.with_pipeline puts the form's or channel's pipeline here
+        "stage": event.meta.get("lead_stage") or "new",
+        "pipeline": event.meta.get("lead_pipeline") or "default",
         "created_at": now,
         "updated_at": now,
         **{f"utm_{k}": (event.utm.get(k) or None) for k in UTM_FIELDS},

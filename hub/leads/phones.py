@@ -19,8 +19,9 @@ _EXTENSION = re.compile(r"(?:[,;]?\s*(?:ext\.?|extn\.?|extension|x|#|доб\.?)\
 _SEPARATORS = frozenset(" \t\u00a0-\u2010\u2011\u2012\u2013\u2014\u2212().\\/")
 
 # Regions whose numbers people still dial with a trunk prefix the plan has dropped:
-# Uzbekistan's old Soviet "8" ("8 (90) 123-45-67"), no longer in phonenumbers' UZ metadata.
-_LEGACY_TRUNK_PREFIXES = {"UZ": "8"}
+# Uzbekistan's old Soviet "8" ("8 (90) 123-45-67"), no longer in phonenumbers' UZ metadata,
+# and the "0" that PBXs and carriers put before a national number ("0901234567").
+_LEGACY_TRUNK_PREFIXES = {"UZ": ("8", "0")}
 
 
 def _phone_text(raw: str) -> str | None:
@@ -88,9 +89,9 @@ def normalize_phone(raw: str, region: str | None) -> str | None:
     readings: list[tuple[str, str | None]] = []
     if region is not None and region in phonenumbers.SUPPORTED_REGIONS:
         readings.append((text, region))
-        trunk = _LEGACY_TRUNK_PREFIXES.get(region)
-        if trunk is not None and digits.startswith(trunk):
-            readings.append((digits[len(trunk) :], region))
+        for trunk in _LEGACY_TRUNK_PREFIXES.get(region, ()):
+            if digits.startswith(trunk) and not digits.startswith("00"):  # 00: international
+                readings.append((digits[len(trunk) :], region))
     readings.append(("+" + (digits[2:] if digits.startswith("00") else digits), None))
     for reading, reading_region in readings:
         e164 = _valid_e164(reading, reading_region)

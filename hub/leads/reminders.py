@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from redis.exceptions import RedisError
-from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from hub.channels.base import InboundEvent
 from hub.db import Database
@@ -23,6 +24,8 @@ from hub.inbox.live import LiveEvent
 from hub.leads.contacts import contacts_to_dicts
 from hub.leads.leads import lead_to_dict
 from hub.models import IDENTITIES, Contact, Lead, Reminder, User, _table, utcnow
+from hub.notify.outbox import Route, plan, supervisor_of
+from hub.settings import Settings
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
@@ -76,6 +79,7 @@ def reminder_to_dict(reminder: Reminder | Row[Any]) -> dict[str, Any]:
         "assignee_id": reminder.assignee_id,
         "due_at": reminder.due_at.isoformat(),
         "status": reminder.status,
+        "kind": reminder.kind,
         "note": reminder.note,
         "notified_at": reminder.notified_at.isoformat() if reminder.notified_at else None,
         "escalated_at": reminder.escalated_at.isoformat() if reminder.escalated_at else None,
@@ -156,6 +160,7 @@ def add_callback(
         "assignee_id": pick_assignee(conn, lead.assignee_id),
         "due_at": due_at,
         "status": "pending",
+        "kind": "missed_call" if event.meta.get("callback_now") else "callback",
         "note": None,
         "created_at": now,
         "updated_at": now,
@@ -167,60 +172,113 @@ def add_callback(
 # --- firing and sweeping ---------------------------------------------------------------------
 
 
-async def _due_event(
-    session: AsyncSession, reminder: Reminder | Row[Any], **extra: Any
-) -> LiveEvent:
-    """reminder.due: the reminder with what the manager needs to call (contact, lead)."""
-    body = reminder_to_dict(reminder)
-    contact = await session.get(Contact, reminder.contact_id)
-    if contact is not None:
-        card = (await contacts_to_dicts(session, [contact]))[0]
-        body["contact"] = {"id": card["id"], "name": card["name"], "phones": card["phones"]}
-    lead = await session.get(Lead, reminder.lead_id)
-    if lead is not None:
-        body["lead"] = lead_to_dict(lead)
-    return LiveEvent("reminder.due", body | extra)
+async def _due_events(
+    session: AsyncSession, reminders: Sequence[Reminder | Row[Any]], **extra: Any
+) -> list[LiveEvent]:
+    """reminder.due for each: the reminder with what the manager needs to call (contact,
+    lead), loaded with one query per table, not per reminder."""
+    contact_ids = sorted({r.contact_id for r in reminders})
+    lead_ids = sorted({r.lead_id for r in reminders})
+    contacts = list(await session.scalars(select(Contact).where(Contact.id.in_(contact_ids))))
+    cards = {c["id"]: c for c in await contacts_to_dicts(session, contacts)}
+    leads = {
+        lead.id: lead for lead in await session.scalars(select(Lead).where(Lead.id.in_(lead_ids)))
+    }
+    events = []
+    for reminder in reminders:
+        body = reminder_to_dict(reminder)
+        card = cards.get(reminder.contact_id)
+        if card is not None:
+            body["contact"] = {"id": card["id"], "name": card["name"], "phones": card["phones"]}
+        lead = leads.get(reminder.lead_id)
+        if lead is not None:
+            body["lead"] = lead_to_dict(lead)
+        events.append(LiveEvent("reminder.due", body | extra))
+    return events
 
 
 @dataclass(frozen=True)
 class FireOutcome:
-    fired: bool
+    fired: bool  # this job's own reminder fired now
     live: tuple[LiveEvent, ...] = ()
     wait: float | None = None  # seconds until due, when the job ran early (clock skew)
+    notifications: tuple[int, ...] = ()  # outbox rows to send, committed with the firing
+    count: int = 0  # reminders fired, this one and every other one due by now
 
 
-async def fire(db: Database, reminder_id: int, due_at: datetime) -> FireOutcome:
-    """Fire the reminder for this due time, unless someone else did, it was done, cancelled or
-    snoozed meanwhile. The conditional update is the only decision point."""
+FIRE_BATCH = 5000  # reminders one job fires at most, oldest due first
+
+
+def _fire_due(
+    conn: Connection, reminder_id: int, due_at: datetime, settings: Settings | None
+) -> tuple[list[Row[Any]], list[int]] | float:
+    """In one transaction: the conditional update, and the outbox rows of what it fired. The
+    seconds to wait instead, when this job's own reminder is not due yet."""
     now = utcnow()
-    async with db.write() as session:
-        row = (
+    mine = conn.execute(
+        select(REMINDERS.c.status, REMINDERS.c.due_at).where(REMINDERS.c.id == reminder_id)
+    ).first()
+    if mine is not None and mine.status == "pending" and mine.due_at == due_at > now:
+        return (due_at - now).total_seconds()
+    own = and_(REMINDERS.c.id == reminder_id, REMINDERS.c.due_at == due_at)
+    rows = conn.execute(
+        update(REMINDERS)
+        .where(
+            REMINDERS.c.status == "pending",
+            REMINDERS.c.due_at <= now,
+            or_(own, REMINDERS.c.id.in_(_due_by(now).scalar_subquery())),
+        )
+        .values(status="notified", notified_at=now, updated_at=now)
+        .returning(*REMINDERS.c)
+    ).all()
+    outbox: list[int] = []
+    if settings is not None:
+        routes: dict[int, Route | None] = {}
+        for row in rows:
+            outbox += plan(conn, settings, row, "due", routes)
+    return list(rows), outbox
+
+
+def _due_by(now: datetime) -> Any:
+    return (
+        select(REMINDERS.c.id)
+        .where(REMINDERS.c.status == "pending", REMINDERS.c.due_at <= now)
+        .order_by(REMINDERS.c.due_at)
+        .limit(FIRE_BATCH)
+    )
+
+
+async def fire(
+    db: Database, reminder_id: int, due_at: datetime, settings: Settings | None = None
+) -> FireOutcome:
+    """Fire the reminder for this due time, and with it every other reminder already due (10,000
+    due in the same second go out in a few transactions, not 10,000), unless someone else did,
+    or it was done, cancelled or snoozed meanwhile. The conditional update (still pending, due
+    by now; this job's own one at the due time it was queued for) is the only decision point,
+    so a duplicate job, a sweep or a second worker fires nothing twice. The notifications (with
+    `settings`) are written to the outbox in the same transaction."""
+    now = utcnow()
+    async with db.read() as session:  # most jobs of a burst find their work done: no write
+        mine = (
             await session.execute(
-                update(REMINDERS)
-                .where(
-                    REMINDERS.c.id == reminder_id,
-                    REMINDERS.c.status == "pending",
-                    REMINDERS.c.due_at == due_at,
-                    REMINDERS.c.due_at <= now,
-                )
-                .values(status="notified", notified_at=now, updated_at=now)
-                .returning(*REMINDERS.c)
+                select(REMINDERS.c.status, REMINDERS.c.due_at).where(REMINDERS.c.id == reminder_id)
             )
         ).first()
-        if row is None:
-            if due_at > now:
-                still = await session.scalar(
-                    select(REMINDERS.c.id).where(
-                        REMINDERS.c.id == reminder_id,
-                        REMINDERS.c.status == "pending",
-                        REMINDERS.c.due_at == due_at,
-                    )
-                )
-                if still is not None:
-                    return FireOutcome(False, wait=(due_at - now).total_seconds())
+        mine_due = mine is not None and mine.status == "pending" and mine.due_at <= now
+        waiting = mine is not None and mine.status == "pending" and mine.due_at == due_at
+        nothing = not mine_due and not waiting
+        if nothing and await session.scalar(_due_by(now).limit(1)) is None:
             return FireOutcome(False)
-        event = await _due_event(session, row)
-    return FireOutcome(True, (event,))
+    done = await db.run_write_retrying(_fire_due, reminder_id, due_at, settings)
+    if isinstance(done, float):
+        return FireOutcome(False, wait=done)
+    rows, outbox = done
+    if not rows:
+        return FireOutcome(False)
+    async with db.read() as session:  # committed: what the live events show
+        events = await _due_events(session, rows)
+    fired = any(r.id == reminder_id for r in rows)
+    return FireOutcome(fired, tuple(events), notifications=tuple(outbox), count=len(rows))
 
 
 async def due_soon(db: Database, horizon: timedelta) -> list[Due]:
@@ -236,11 +294,29 @@ async def due_soon(db: Database, horizon: timedelta) -> list[Due]:
         return [Due(int(r.id), r.due_at) for r in rows]
 
 
-async def escalate_overdue(db: Database, escalate_after: timedelta) -> list[LiveEvent]:
+def _supervisor(session: Session, assignee_id: int | None) -> int | None:
+    return supervisor_of(session.connection(), assignee_id)
+
+
+def _plan(session: Session, settings: Settings, reminder: Any, kind: str) -> list[int]:
+    return plan(session.connection(), settings, reminder, kind)
+
+
+@dataclass(frozen=True)
+class Escalations:
+    live: tuple[LiveEvent, ...] = ()
+    notifications: tuple[int, ...] = ()
+
+
+async def escalate_overdue(
+    db: Database, escalate_after: timedelta, settings: Settings | None = None
+) -> Escalations:
     """Notified reminders still not done `escalate_after` past due: marked escalated, once (a
-    conditional update), and announced with the supervisor to tell."""
+    conditional update), announced with the supervisor to tell, and (with `settings`) the
+    supervisor's notification written to the outbox in the same transaction."""
     now = utcnow()
     events: list[LiveEvent] = []
+    outbox: list[int] = []
     async with db.read() as session:
         ids = list(
             await session.scalars(
@@ -270,21 +346,11 @@ async def escalate_overdue(db: Database, escalate_after: timedelta) -> list[Live
             ).first()
             if row is None:
                 continue
-            supervisor = await supervisor_of(session, row.assignee_id)
-            events.append(await _due_event(session, row, escalated=True, supervisor_id=supervisor))
-    return events
-
-
-async def supervisor_of(session: AsyncSession, assignee_id: int | None) -> int | None:
-    """The assignee's manager, else any active manager (the lowest id)."""
-    if assignee_id is not None:
-        manager = await session.scalar(select(User.manager_id).where(User.id == assignee_id))
-        if manager is not None:
-            return int(manager)
-    found = await session.scalar(
-        select(User.id).where(User.role == "manager", User.active.is_(True)).order_by(User.id)
-    )
-    return int(found) if found is not None else None
+            supervisor = await session.run_sync(_supervisor, row.assignee_id)
+            events += await _due_events(session, [row], escalated=True, supervisor_id=supervisor)
+            if settings is not None:
+                outbox += await session.run_sync(_plan, settings, row, "escalation")
+    return Escalations(tuple(events), tuple(outbox))
 
 
 # --- operator actions ---------------------------------------------------------------------------
@@ -347,6 +413,7 @@ async def create_reminder(session: AsyncSession, data: dict[str, Any]) -> Remind
         due_at=due_at,
         status="pending",
         note=note or None,
+        kind="manual",
         created_at=now,
         updated_at=now,
     )

@@ -241,7 +241,7 @@ async def test_embed_script_carries_the_form_configuration(client: Client) -> No
 
 
 async def test_home_page_lists_forms_with_their_snippet(client: Client) -> None:
-    response = await client.get("/")
+    response = await client.get("/forms")
     assert response.status == 200
     page = await response.text()
     assert 'href="/forms/callback"' in page

@@ -12,7 +12,7 @@
   var config = __HUB_FORM_CONFIG__;
 
   var messages = {
-    success: "Thank you! We will call you back soon.",
+    success: config.success || "Thank you! We will call you back soon.",
     sending: "Sending\u2026",
     fixField: "Please correct the highlighted field.",
     tooManyIn: "Too many attempts, please try again in {n} seconds.",

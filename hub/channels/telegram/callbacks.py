@@ -47,6 +47,35 @@ def button_handler(name: str) -> Callable[[ButtonHandler], ButtonHandler]:
     return register
 
 
+@dataclass(frozen=True)
+class StartCommand:
+    """ "/start <payload>" sent to the bot (what a t.me/<bot>?start=<payload> link sends)."""
+
+    channel: str
+    update_id: int
+    payload: str
+    user_id: str
+    username: str | None
+    name: str | None
+    chat_id: str
+    message_id: int
+
+
+StartHandler = Callable[[StartCommand], list[InboundEvent]]
+# By payload prefix: a /start whose payload starts with one is the hub's own business (a staff
+# member linking their account), not a customer's message.
+START_HANDLERS: dict[str, StartHandler] = {}
+
+
+def start_handler(prefix: str) -> Callable[[StartHandler], StartHandler]:
+    def register(handler: StartHandler) -> StartHandler:
+        if START_HANDLERS.setdefault(prefix, handler) is not handler:
+            raise ValueError(f"start handler {prefix!r} is already registered")
+        return handler
+
+    return register
+
+
 def callback_data(handler: str, *args: str) -> str:
     """The callback_data of a hub button; Telegram keeps at most 64 bytes of it."""
     data = ":".join((PREFIX, handler, *args))

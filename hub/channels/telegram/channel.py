@@ -23,6 +23,8 @@ from hub.settings import ChannelConfig, Key, Settings
 # aiogram builds hundreds of pydantic models on import (seconds on a small machine), so its
 # modules load when a Telegram channel is configured, not whenever `hub` starts.
 AIOGRAM_MODULES = ("hub.channels.telegram.updates", "hub.channels.telegram.outbound")
+# The owners of the hub's own buttons and /start codes (reminder notices, account linking).
+HANDLER_MODULES = ("hub.notify.actions",)
 CHANNEL_TYPE = "telegram"
 
 DEFAULT_API_BASE = "https://api.telegram.org"
@@ -33,7 +35,9 @@ SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 class Telegram(Channel):
     type: ClassVar[str] = CHANNEL_TYPE
-    capabilities: ClassVar[frozenset[str]] = frozenset({"inbound", "outbound", "attachments"})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"inbound", "outbound", "attachments", "send_files"}
+    )
     config_keys: ClassVar[Mapping[str, Key]] = {
         "bot_token": Key(str, required=True, secret=True),
         "webhook_secret": Key(str, required=True, secret=True),
@@ -49,7 +53,7 @@ class Telegram(Channel):
         self.bot_token: str = config["bot_token"]
         self.webhook_secret: bytes = str(config["webhook_secret"]).encode()
         self.api_base: str = str(config.get("api_base") or DEFAULT_API_BASE).rstrip("/")
-        for module in AIOGRAM_MODULES:  # loaded now, not on the first update
+        for module in AIOGRAM_MODULES + HANDLER_MODULES:  # loaded now, not on the first update
             importlib.import_module(module)
 
     @classmethod
@@ -99,7 +103,23 @@ class Telegram(Channel):
     async def send(self, message: OutboundMessage, client: Any) -> SendResult:
         from hub.channels.telegram.outbound import Delivery
 
-        return await Delivery(self.bot_token, self.api_base, client).send(message)
+        delivery = Delivery(self.bot_token, self.api_base, client)
+        return await delivery.send(message, self.settings.data_dir)
+
+    async def notice(
+        self,
+        chat_id: str,
+        text: str,
+        buttons: Sequence[tuple[str, str | None, str | None]],
+        client: Any,
+        edit_message_id: int | None = None,
+    ) -> SendResult:
+        """A message to a staff member's private chat with the bot, with inline buttons
+        (label, callback_data, url); with edit_message_id, that message rewritten."""
+        from hub.channels.telegram.outbound import Delivery
+
+        delivery = Delivery(self.bot_token, self.api_base, client)
+        return await delivery.notice(chat_id, text, buttons, edit_message_id)
 
     async def download(
         self, attachment: Mapping[str, Any], client: Any, max_bytes: int = MAX_DOWNLOAD_BYTES

@@ -10,7 +10,13 @@ from aiogram.types import CallbackQuery, Message, Update, User
 from pydantic import ValidationError
 
 from hub.channels.base import Attachment, InboundEvent, InvalidPayload, Sender
-from hub.channels.telegram.callbacks import HANDLERS, ButtonPress, split_callback_data
+from hub.channels.telegram.callbacks import (
+    HANDLERS,
+    START_HANDLERS,
+    ButtonPress,
+    StartCommand,
+    split_callback_data,
+)
 from hub.channels.telegram.channel import CHANNEL_TYPE
 
 # The updates `hub telegram set-webhook` asks for: everything else is acknowledged and ignored.
@@ -143,6 +149,21 @@ def message_events(
     user = message.from_user
     if user is None:  # a channel post or an anonymous admin: nobody to answer
         return []
+    if not edited and message.text and message.text.startswith("/start "):
+        payload = message.text.removeprefix("/start ").strip()
+        for prefix, handler in START_HANDLERS.items():
+            if payload.startswith(prefix):
+                command = StartCommand(
+                    channel=channel,
+                    update_id=update.update_id,
+                    payload=payload,
+                    user_id=str(user.id),
+                    username=user.username,
+                    name=full_name(user.first_name, user.last_name),
+                    chat_id=str(message.chat.id),
+                    message_id=message.message_id,
+                )
+                return handler(command)
     content = content_of(message)
     if content is None:
         return []

@@ -24,6 +24,7 @@ from hub.channels.base import (
     SendResult,
 )
 from hub.channels.downloads import DOWNLOAD_SECONDS, read_capped, status_error, unreachable
+from hub.channels.twilio import voice
 from hub.channels.twilio.rest import Account, create_message
 from hub.channels.twilio.webhooks import WHATSAPP, form_params, message_event, status_events
 from hub.settings import ChannelConfig, Key, Settings
@@ -46,6 +47,7 @@ class Twilio(Channel):
         "from_number": Key(str, required=True),
         "whatsapp_from": Key(str),
         "api_base": Key(str, default="https://api.twilio.com"),
+        **voice.VOICE_KEYS,  # Twilio Voice (issue 7)
     }
 
     def __init__(self, config: ChannelConfig, settings: Settings) -> None:
@@ -84,7 +86,7 @@ class Twilio(Channel):
         api_base = values.get("api_base")
         if isinstance(api_base, str) and not re.match(r"^https?://[^/\s]+/?$", api_base):
             problems.append(f"api_base: {api_base!r} is not an http(s) URL without a path")
-        return problems
+        return problems + voice.check_voice_config(values)
 
     def describe(self) -> str:
         whatsapp = f", WhatsApp from {self.whatsapp_from}" if self.whatsapp_from else ""
@@ -95,13 +97,17 @@ class Twilio(Channel):
         public = self.settings.public_url
         return f"{public}/webhooks/{self.type}/{self.name}/{kind}" if public else None
 
+    def _voice_url(self, kind: str) -> str:
+        """Where TwiML sends Twilio next: public_url's, else a path on the host Twilio called."""
+        return self.webhook_url(kind) or f"/webhooks/{self.type}/{self.name}/{kind}"
+
     def _webhook_kind(self, request: InboundRequest) -> str:
         prefix = f"/webhooks/{self.type}/{self.name}"
         rest = request.path.removeprefix(prefix).strip("/")
-        if rest not in ("sms", "status"):
+        if rest not in ("sms", "status", *voice.KINDS):
             raise InvalidPayload(
-                f"no Twilio webhook {request.path!r}: messages go to {prefix}/sms "
-                f"and delivery reports to {prefix}/status"
+                f"no Twilio webhook {request.path!r}: messages go to {prefix}/sms, "
+                f"delivery reports to {prefix}/status and calls to {prefix}/voice"
             )
         return rest
 
@@ -122,11 +128,24 @@ class Twilio(Channel):
         params = form_params(request)
         if kind == "sms":
             return [message_event(self.name, self.type, params)]
+        if kind in voice.KINDS:
+            operators = len(self.config.get("voice_operators") or ())
+            return voice.voice_events(self.name, self.type, kind, params, operators)
         raw_item = request.query.get("item", "")
         item_id = int(raw_item) if raw_item.isdigit() else None
         return status_events(self.name, self.type, params, item_id)
 
     def ack(self, events: Sequence[InboundEvent]) -> ProviderAnswer:
+        if any(event.kind == "call" for event in events):  # the voice webhooks' TwiML
+            return voice.answer(
+                events,
+                operators=list(self.config.get("voice_operators") or ()),
+                timeout=int(self.config.get("voice_timeout", 20)),
+                message=str(self.config.get("voice_message", voice.DEFAULT_MESSAGE)),
+                language=str(self.config.get("voice_language", "en-US")),
+                longest=int(self.config.get("voice_max_message_seconds", 120)),
+                url_of=self._voice_url,
+            )
         # Empty TwiML: Twilio sends nothing on its own; replies go out through the API.
         return ProviderAnswer(200, EMPTY_TWIML, "text/xml")
 
