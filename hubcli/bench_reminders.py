@@ -3,9 +3,10 @@
 Two measurements, one hub (web + worker + Redis, SQLite unless --database-url):
 
 1. Burst: `--reminders` reminders (default 10,000) are written due in the same second, a few
-   seconds ahead. The clock stops when every one is fired (status notified). Reported: lateness
-   of each firing after its due time (p50, p99, max), the total time from the due second to the
-   last firing, and how many reminder.due events each reminder got (must be exactly one).
+   seconds ahead. The clock stops when every one is fired and announced (its reminder.due event
+   read from the hub's live stream). Reported: lateness after the due time (committed p50;
+   announced p50, p99 and max, the max being the total time), and how many reminder.due events
+   each reminder got (must be exactly one).
 2. Speed to lead: with `callback_within = "0s"`, `--lead-rate` form posts a second (default 50)
    for `--lead-seconds` (default 20). Each lead's callback reminder is due at once; its
    reminder.due live event and its Telegram notification (to an operator linked to a local fake
@@ -61,6 +62,7 @@ from hubcli.bench import (
     running,
     start_server,
     wait_healthy,
+    workdir_prefix,
 )
 from hubcli.bench import _redact as redact
 
@@ -68,9 +70,8 @@ REMINDERS = _table(Reminder)
 IDENTITIES = _table(Identity)
 BURST_LEAD_SECONDS = 8.0  # the burst is due this long after it is written
 SETTLE_TIMEOUT = 120.0
-OPERATOR_CHAT = "700000001"
+OPERATOR_CHAT_BASE = 700_000_000  # plus a random number: a reused database keeps old links
 GOAL_BURST_TOTAL_S = 5.0
-GOAL_BURST_P99_S = 1.0
 GOAL_LEAD_P99_S = 1.0
 INSERT_BATCH = 1000
 
@@ -86,6 +87,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--lead-rate", type=int, default=50, help="form leads a second (default 50)")
     group.add_argument(
         "--lead-seconds", type=int, default=20, help="how long the leads come (default 20)"
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run `hub web` and this many `hub worker` processes instead of one `hub up` "
+        "(needs --redis-url; meant for PostgreSQL, --database-url)",
     )
 
 
@@ -228,31 +236,36 @@ async def firing_times(db: Database, ids: list[int]) -> list[tuple[datetime, dat
 
 
 class Events:
-    """Every reminder.due on the hub's pub/sub: per reminder id, how many; per phone, when."""
+    """Every reminder.due on the hub's live stream: per reminder id, how many; per phone, when
+    it could be read."""
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis = redis
-        self.channel = f"{prefix}events"
+        self.key = f"{prefix}events"
         self.per_reminder: Counter[int] = Counter()
+        self.announced: dict[int, float] = {}  # reminder id -> wall-clock time it was read
         self.by_phone: dict[str, float] = {}
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        pubsub = self.redis.pubsub()
-        await pubsub.subscribe(self.channel)
-        self.task = asyncio.create_task(self._listen(pubsub))
+        last = await self.redis.xrevrange(self.key, count=1)
+        self.task = asyncio.create_task(self._read(last[0][0] if last else "0-0"))
 
-    async def _listen(self, pubsub: Any) -> None:
-        async for message in pubsub.listen():
-            if message.get("type") != "message":
-                continue
-            event = json.loads(message["data"])
-            if event.get("type") != "reminder.due":
-                continue
-            data = event["data"]
-            self.per_reminder[int(data["id"])] += 1
-            for phone in (data.get("contact") or {}).get("phones") or []:
-                self.by_phone.setdefault(phone, time.monotonic())
+    async def _read(self, last: Any) -> None:
+        while True:
+            found = await self.redis.xread({self.key: last}, count=2000, block=200)
+            for _stream, entries in found or []:
+                now, wall = time.monotonic(), time.time()
+                for entry_id, fields in entries:
+                    last = entry_id
+                    event = json.loads(fields[b"event"])
+                    if event.get("type") != "reminder.due":
+                        continue
+                    data = event["data"]
+                    self.per_reminder[int(data["id"])] += 1
+                    self.announced.setdefault(int(data["id"]), wall)
+                    for phone in (data.get("contact") or {}).get("phones") or []:
+                        self.by_phone.setdefault(phone, now)
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -266,24 +279,26 @@ async def burst(
     err.print(f"writing {args.reminders} reminders due at {due_at:%H:%M:%S} UTC")
     ids = await seed_burst(db, args.reminders, due_at)
     deadline = time.monotonic() + BURST_LEAD_SECONDS + SETTLE_TIMEOUT
-    fired = 0
     while time.monotonic() < deadline:
         fired = await count_fired(db, ids)
-        if fired >= len(ids):
+        if fired >= len(ids) and all(i in events.announced for i in ids):
             break
-        await asyncio.sleep(0.25)
-    await asyncio.sleep(1.0)  # events still on their way, and any second firing
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)  # a second announcement of any reminder would show by now
     times = await firing_times(db, ids)
-    late = sorted((notified - due).total_seconds() for due, notified in times)
-    last = max((notified for _, notified in times), default=due_at)
+    committed = sorted((notified - due).total_seconds() for due, notified in times)
+    due_ts = due_at.timestamp()
+    announced = sorted(events.announced[i] - due_ts for i in ids if i in events.announced)
     counts = [events.per_reminder.get(i, 0) for i in ids]
     return {
         "reminders": len(ids),
         "fired": len(times),
-        "p50_late_s": round(percentile(late, 0.50), 3),
-        "p99_late_s": round(percentile(late, 0.99), 3),
-        "max_late_s": round(late[-1], 3) if late else None,
-        "total_s": round((last - due_at).total_seconds(), 3),
+        "p50_late_s": round(percentile(announced, 0.50), 3),
+        "p99_late_s": round(percentile(announced, 0.99), 3),
+        "max_late_s": round(announced[-1], 3) if announced else None,
+        "total_s": round(announced[-1], 3) if announced else None,
+        "p50_committed_s": round(percentile(committed, 0.50), 3),
+        "max_committed_s": round(committed[-1], 3) if committed else None,
         "events_once": sum(1 for c in counts if c == 1),
         "events_missing": sum(1 for c in counts if c == 0),
         "events_twice_or_more": sum(1 for c in counts if c > 1),
@@ -300,9 +315,8 @@ async def link_operator(db: Database) -> None:
         )
         session.add(user)
         await session.flush()
-        session.add(
-            NotificationPrefs(user_id=user.id, via="telegram", telegram_chat_id=OPERATOR_CHAT)
-        )
+        chat = str(OPERATOR_CHAT_BASE + random.randrange(100_000_000))
+        session.add(NotificationPrefs(user_id=user.id, via="telegram", telegram_chat_id=chat))
 
 
 async def speed_to_lead(
@@ -372,9 +386,16 @@ async def bench(args: argparse.Namespace, workdir: Path, err: Console) -> dict[s
     env = hub_env(
         args, workdir, port, prefix, reminders_config(secrets.token_urlsafe(16), api_port)
     )
-    if args.database_url:
+    if args.workers and not args.redis_url:
+        raise BenchError("--workers needs --redis-url: only `hub up` runs the embedded Redis")
+    if args.database_url or args.workers:
         migrate(env, workdir)
-    hub = start_server("hub", [sys.executable, "-m", "hubcli.main", "up"], env, port, workdir)
+    command = "web" if args.workers else "up"
+    hub = start_server("hub", [sys.executable, "-m", "hubcli.main", command], env, port, workdir)
+    workers = [
+        start_server(f"worker{n}", [sys.executable, "-m", "hubcli.main", "worker"], env, 0, workdir)
+        for n in range(args.workers)
+    ]
     db = Database(database_url(args, workdir))
     redis = Redis.from_url(args.redis_url or embedded_url(workdir / "data"))
     events = Events(redis, prefix)
@@ -383,13 +404,16 @@ async def bench(args: argparse.Namespace, workdir: Path, err: Console) -> dict[s
             await wait_healthy(hub)
             await events.start()
             burst_figures = await burst(args, db, events, err)
-            err.print(json.dumps(burst_figures))
+            if burst_figures["events_missing"]:
+                err.print(f"events went missing; the hub's log ends with:\n{hub.stderr_tail()}")
             await link_operator(db)
             lead_figures = await speed_to_lead(args, hub.url, events, notices, err)
     except BaseException:
         err.print(f"the hub's stderr ends with:\n{hub.stderr_tail()}")
         raise
     finally:
+        for worker in workers:
+            worker.stop()
         await events.stop()
         await redis.aclose()
         await db.dispose()
@@ -402,14 +426,15 @@ async def bench(args: argparse.Namespace, workdir: Path, err: Console) -> dict[s
 def report(args: argparse.Namespace, figures: dict[str, Any]) -> None:
     out = Console()
     b, s = figures["burst"], figures["speed_to_lead"]
-    table = Table(title=f"{b['reminders']} reminders due in the same second")
-    for column in ("fired", "p50 late s", "p99 late s", "max late s", "total s", "events 1x"):
+    table = Table(title=f"{b['reminders']} reminders due in the same second: lateness in s")
+    columns = ("fired", "committed p50", "announced p50", "p99", "max = total", "events 1x")
+    for column in columns:
         table.add_column(column, justify="right")
     table.add_row(
         str(b["fired"]),
+        str(b["p50_committed_s"]),
         str(b["p50_late_s"]),
         str(b["p99_late_s"]),
-        str(b["max_late_s"]),
         str(b["total_s"]),
         f"{b['events_once']} (missing {b['events_missing']}, twice {b['events_twice_or_more']})",
     )
@@ -427,14 +452,10 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> None:
         f = s[key]
         table.add_row(name, str(f["count"]), str(f["p50_s"]), str(f["p99_s"]), str(f["max_s"]))
     out.print(table)
+    lead_p99 = max(s["reminder_due_event"]["p99_s"], s["telegram_notice"]["p99_s"])
     verdicts = [
-        ("burst: all fired within", b["total_s"] <= GOAL_BURST_TOTAL_S, f"{GOAL_BURST_TOTAL_S} s"),
-        ("burst: p99 lateness <=", b["p99_late_s"] <= GOAL_BURST_P99_S, f"{GOAL_BURST_P99_S} s"),
-        (
-            "speed to lead: p99 <=",
-            max(s["reminder_due_event"]["p99_s"], s["telegram_notice"]["p99_s"]) <= GOAL_LEAD_P99_S,
-            f"{GOAL_LEAD_P99_S} s",
-        ),
+        ("burst: every one announced within", (b["total_s"] or 1e9) <= GOAL_BURST_TOTAL_S, "5 s"),
+        ("steady state (speed to lead): p99 <=", lead_p99 <= GOAL_LEAD_P99_S, "1 s"),
     ]
     for text, ok, goal in verdicts:
         out.print(f"goal {text} {goal}: {'met' if ok else 'MISSED'}")
@@ -444,6 +465,8 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> None:
 def reminder_command(args: argparse.Namespace) -> str:
     parts = ["hub", "bench", "--target", "reminders", "--reminders", str(args.reminders)]
     parts += ["--lead-rate", str(args.lead_rate), "--lead-seconds", str(args.lead_seconds)]
+    if args.workers:
+        parts += ["--workers", str(args.workers)]
     if args.database_url:
         parts += ["--database-url", redact(args.database_url)]
     if args.redis_url:
@@ -453,7 +476,7 @@ def reminder_command(args: argparse.Namespace) -> str:
 
 def run_reminder_bench(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
-    with tempfile.TemporaryDirectory(prefix="hub-bench-reminders-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=workdir_prefix()) as tmp:
         try:
             figures = asyncio.run(bench(args, Path(tmp), err))
         except BenchError as exc:

@@ -17,7 +17,12 @@ from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.auth.access import can_see_conversation, may_assign, visible_conversations
+from hub.auth.access import (
+    can_see_conversation,
+    may_assign,
+    visible_assigned,
+    visible_conversations,
+)
 from hub.auth.audit import record
 from hub.auth.tokens import issue_token, revoke_token, user_for_token
 from hub.auth.users import at_least, user_to_dict
@@ -846,6 +851,8 @@ async def list_leads(request: web.Request) -> web.Response:
         query = query.where(Lead.form_id == form_id)
     if contact_id := request.query.get("contact_id"):
         query = query.where(Lead.contact_id == int_param(contact_id, "contact_id"))
+    if (visible := visible_assigned(current_user(request), Lead.assignee_id)) is not None:
+        query = query.where(visible)
     query = keyset_by_id(query, Lead, request).limit(limit + 1)
     async with request.app[RUNTIME].db.read() as session:
         page = split_page(list(await session.scalars(query)), limit, lambda lead: [lead.id])

@@ -8,8 +8,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.auth.access import can_see_assigned, visible_assigned
 from hub.inbox.live import LiveEvent, publish
 from hub.leads.reminders import (
     STATUSES,
@@ -29,6 +31,7 @@ from hub.notify.prefs import PrefsError, load_prefs, prefs_to_dict, update_prefs
 from webhooks.api import (
     BadRequest,
     current_user,
+    deny,
     int_param,
     keyset_by_id,
     page_limit,
@@ -60,7 +63,10 @@ async def list_reminders(request: web.Request) -> web.Response:
             unassigned = True
         else:
             assignee = int_param(raw, "assignee")
-    query = keyset_by_id(list_query(status, assignee, unassigned), Reminder, request)
+    query = list_query(status, assignee, unassigned)
+    if (visible := visible_assigned(current_user(request), Reminder.assignee_id)) is not None:
+        query = query.where(visible)  # operators: their own and unassigned reminders
+    query = keyset_by_id(query, Reminder, request)
     async with request.app[RUNTIME].db.read() as session:
         rows = list(await session.scalars(query.limit(limit + 1)))
     page = split_page(rows, limit, lambda r: [r.id])
@@ -109,18 +115,39 @@ async def post_reminder(request: web.Request) -> web.Response:
     return await _apply(request, lambda session: create_reminder(session, data), status=201)
 
 
+async def _check_sight(request: web.Request, reminder_id: int) -> None:
+    """A reminder assigned to someone the user may not act for: 403 with the reason, audited."""
+    user = current_user(request)
+    async with request.app[RUNTIME].db.read() as session:
+        assignee = await session.scalar(
+            select(Reminder.assignee_id).where(Reminder.id == reminder_id)
+        )
+        allowed = await can_see_assigned(session, user, assignee)
+    if not allowed:
+        await deny(
+            request,
+            "reminder.update",
+            f"reminder {reminder_id} is assigned to someone else",
+            target_type="reminder",
+            target_id=reminder_id,
+        )
+
+
 async def post_done(request: web.Request) -> web.Response:
     reminder_id = _reminder_id(request)
+    await _check_sight(request, reminder_id)
     return await _apply(request, lambda session: mark_done(session, reminder_id))
 
 
 async def post_cancel(request: web.Request) -> web.Response:
     reminder_id = _reminder_id(request)
+    await _check_sight(request, reminder_id)
     return await _apply(request, lambda session: cancel(session, reminder_id))
 
 
 async def post_snooze(request: web.Request) -> web.Response:
     reminder_id = _reminder_id(request)
+    await _check_sight(request, reminder_id)
     data = await read_json(request)
     try:
         minutes = parse_minutes(data.get("minutes"))

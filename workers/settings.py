@@ -94,7 +94,7 @@ def make_worker(runtime: Runtime, **overrides: Any) -> Worker:
         "queue_name": queue_name(runtime.settings),
         "ctx": {RUNTIME: runtime},
         "handle_signals": False,  # the entrypoint owns signals and stops us cleanly
-        "max_jobs": 20,
+        "max_jobs": 50,
         # arq waits this long between looks at the queue: a due reminder waits at most this.
         "poll_delay": 0.1,
         "job_timeout": 120,

@@ -17,26 +17,36 @@ def team_of(manager: User) -> Any:
     return select(User.id).where(User.manager_id == manager.id).scalar_subquery()
 
 
-def visible_conversations(user: User) -> Any | None:
-    """A WHERE clause limiting conversations to the user's sight; None: no limit (admins)."""
+def visible_assigned(user: User, assignee: Any) -> Any | None:
+    """A WHERE clause limiting rows with this assignee column (conversations, leads, reminders)
+    to the user's sight; None: no limit (admins)."""
     if at_least(user, "admin"):
         return None
-    mine = or_(Conversation.assignee_id.is_(None), Conversation.assignee_id == user.id)
+    mine = or_(assignee.is_(None), assignee == user.id)
     if at_least(user, "manager"):
-        return or_(mine, Conversation.assignee_id.in_(team_of(user)))
+        return or_(mine, assignee.in_(team_of(user)))
     return mine
 
 
-async def can_see_conversation(
-    session: AsyncSession, user: User, conversation: Conversation
-) -> bool:
-    assignee = conversation.assignee_id
+def visible_conversations(user: User) -> Any | None:
+    """A WHERE clause limiting conversations to the user's sight; None: no limit (admins)."""
+    return visible_assigned(user, Conversation.assignee_id)
+
+
+async def can_see_assigned(session: AsyncSession, user: User, assignee: int | None) -> bool:
+    """Whether the user may see and act on a row assigned to `assignee`."""
     if at_least(user, "admin") or assignee is None or assignee == user.id:
         return True
     if not at_least(user, "manager"):
         return False
     manager_id = await session.scalar(select(User.manager_id).where(User.id == assignee))
     return manager_id == user.id
+
+
+async def can_see_conversation(
+    session: AsyncSession, user: User, conversation: Conversation
+) -> bool:
+    return await can_see_assigned(session, user, conversation.assignee_id)
 
 
 async def may_assign(session: AsyncSession, user: User, assignee_id: int | None) -> str | None:

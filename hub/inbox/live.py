@@ -1,4 +1,5 @@
-"""Live events: published after commit to a Redis stream (for replay) and pub/sub (for fan-out)."""
+"""Live events: published after commit to a Redis stream (the events, kept for replay) and a
+pub/sub signal that there is something new to read (for fan-out)."""
 
 from __future__ import annotations
 
@@ -41,12 +42,16 @@ async def publish(redis: Redis, prefix: str, events: Sequence[LiveEvent]) -> Non
     if not events:
         return
     key = stream_key(prefix)
+    # The stream holds the events; pub/sub only says "read the stream", once per batch, so a
+    # burst (10,000 reminders due at once) cannot overflow a subscriber's output buffer and
+    # get it disconnected by Redis.
+    signal = json.dumps({"count": len(events), "types": sorted({e.type for e in events})})
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for event in events:
                 payload = json.dumps({"type": event.type, "data": event.data}, default=str)
                 pipe.xadd(key, {"event": payload}, maxlen=STREAM_MAXLEN, approximate=True)
-                pipe.publish(key, payload)
+            pipe.publish(key, signal)
             await pipe.execute()
     except (RedisError, OSError) as exc:
         log.warning("live_publish_failed", error=str(exc), count=len(events))

@@ -21,10 +21,9 @@ from sqlalchemy.orm import Session
 from hub.channels.base import InboundEvent
 from hub.db import Database
 from hub.inbox.live import LiveEvent
-from hub.leads.contacts import contacts_to_dicts
 from hub.leads.leads import lead_to_dict
-from hub.models import IDENTITIES, Contact, Lead, Reminder, User, _table, utcnow
-from hub.notify.outbox import Route, plan, supervisor_of
+from hub.models import CONTACTS, IDENTITIES, LEADS, Lead, Reminder, User, _table, utcnow
+from hub.notify.outbox import PlanCache, plan, supervisor_of
 from hub.settings import Settings
 
 if TYPE_CHECKING:
@@ -172,24 +171,52 @@ def add_callback(
 # --- firing and sweeping ---------------------------------------------------------------------
 
 
+EVENT_CHUNK = 500  # ids per IN (...): older SQLite builds allow only 999 variables
+
+
 async def _due_events(
     session: AsyncSession, reminders: Sequence[Reminder | Row[Any]], **extra: Any
 ) -> list[LiveEvent]:
     """reminder.due for each: the reminder with what the manager needs to call (contact,
-    lead), loaded with one query per table, not per reminder."""
+    lead), loaded with one query per table and chunk, not per reminder."""
+    events: list[LiveEvent] = []
+    for start in range(0, len(reminders), EVENT_CHUNK):
+        chunk = reminders[start : start + EVENT_CHUNK]
+        events += await _due_events_of(session, chunk, **extra)
+    return events
+
+
+async def _due_events_of(
+    session: AsyncSession, reminders: Sequence[Reminder | Row[Any]], **extra: Any
+) -> list[LiveEvent]:
     contact_ids = sorted({r.contact_id for r in reminders})
     lead_ids = sorted({r.lead_id for r in reminders})
-    contacts = list(await session.scalars(select(Contact).where(Contact.id.in_(contact_ids))))
-    cards = {c["id"]: c for c in await contacts_to_dicts(session, contacts)}
+    names: dict[int, str | None] = {
+        row.id: row.name
+        for row in await session.execute(
+            select(CONTACTS.c.id, CONTACTS.c.name).where(CONTACTS.c.id.in_(contact_ids))
+        )
+    }
+    phones: dict[int, list[str]] = {}
+    for contact_id, value in await session.execute(
+        select(IDENTITIES.c.contact_id, IDENTITIES.c.value)
+        .where(IDENTITIES.c.contact_id.in_(contact_ids), IDENTITIES.c.kind == "phone")
+        .order_by(IDENTITIES.c.id)
+    ):
+        phones.setdefault(contact_id, []).append(value)
     leads = {
-        lead.id: lead for lead in await session.scalars(select(Lead).where(Lead.id.in_(lead_ids)))
+        row.id: row
+        for row in await session.execute(select(*LEADS.c).where(LEADS.c.id.in_(lead_ids)))
     }
     events = []
     for reminder in reminders:
         body = reminder_to_dict(reminder)
-        card = cards.get(reminder.contact_id)
-        if card is not None:
-            body["contact"] = {"id": card["id"], "name": card["name"], "phones": card["phones"]}
+        if reminder.contact_id in names:
+            body["contact"] = {
+                "id": reminder.contact_id,
+                "name": names[reminder.contact_id],
+                "phones": phones.get(reminder.contact_id, []),
+            }
         lead = leads.get(reminder.lead_id)
         if lead is not None:
             body["lead"] = lead_to_dict(lead)
@@ -206,7 +233,7 @@ class FireOutcome:
     count: int = 0  # reminders fired, this one and every other one due by now
 
 
-FIRE_BATCH = 5000  # reminders one job fires at most, oldest due first
+FIRE_BATCH = 1000  # reminders one job fires at most, oldest due first
 
 
 def _fire_due(
@@ -226,26 +253,30 @@ def _fire_due(
         .where(
             REMINDERS.c.status == "pending",
             REMINDERS.c.due_at <= now,
-            or_(own, REMINDERS.c.id.in_(_due_by(now).scalar_subquery())),
+            or_(own, REMINDERS.c.id.in_(_due_by(now, lock=True).scalar_subquery())),
         )
         .values(status="notified", notified_at=now, updated_at=now)
         .returning(*REMINDERS.c)
     ).all()
     outbox: list[int] = []
     if settings is not None:
-        routes: dict[int, Route | None] = {}
+        cache = PlanCache()
         for row in rows:
-            outbox += plan(conn, settings, row, "due", routes)
+            outbox += plan(conn, settings, row, "due", cache)
     return list(rows), outbox
 
 
-def _due_by(now: datetime) -> Any:
-    return (
+def _due_by(now: datetime, lock: bool = False) -> Any:
+    """Pending reminders due by `now`, oldest first. With `lock` (on PostgreSQL), rows another
+    firing job has locked are skipped rather than waited for: concurrent jobs split a burst
+    instead of queueing behind each other (SQLite has one writer and ignores this)."""
+    query = (
         select(REMINDERS.c.id)
         .where(REMINDERS.c.status == "pending", REMINDERS.c.due_at <= now)
         .order_by(REMINDERS.c.due_at)
         .limit(FIRE_BATCH)
     )
+    return query.with_for_update(skip_locked=True) if lock else query
 
 
 async def fire(
@@ -275,8 +306,12 @@ async def fire(
     rows, outbox = done
     if not rows:
         return FireOutcome(False)
-    async with db.read() as session:  # committed: what the live events show
-        events = await _due_events(session, rows)
+    try:  # committed: what the live events show; a failure here must not lose the outbox
+        async with db.read() as session:
+            events = await _due_events(session, rows)
+    except Exception:
+        log.exception("due_events_failed", reminder_id=reminder_id, count=len(rows))
+        events = []
     fired = any(r.id == reminder_id for r in rows)
     return FireOutcome(fired, tuple(events), notifications=tuple(outbox), count=len(rows))
 

@@ -9,7 +9,7 @@ older than CLAIM_TIMEOUT, which the sweep takes over: a notification may then go
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -106,24 +106,36 @@ def _route(
     return cache[user_id]
 
 
+@dataclass
+class PlanCache:
+    """What one batch of firings looks up once: users' routes, and supervisors."""
+
+    routes: dict[int, Route | None] = field(default_factory=dict)
+    supervisors: dict[int | None, int | None] = field(default_factory=dict)
+
+
 def plan(
     conn: Connection,
     settings: Settings,
     reminder: Any,
     kind: str,
-    cache: dict[int, Route | None] | None = None,
+    cache: PlanCache | None = None,
 ) -> list[int]:
     """Write the outbox rows for a reminder that just fired ("due": to its assignee, or a
     manager when it has none) or was escalated ("escalation": to the supervisor), in the
     caller's transaction. Once per reminder, user, kind and due time. The ids of rows to send.
     `cache` keeps users' routes across the reminders of one batch."""
+    cache = PlanCache() if cache is None else cache
     if kind == "due" and reminder.assignee_id is not None:
         recipient: int | None = reminder.assignee_id
     else:
-        recipient = supervisor_of(conn, reminder.assignee_id)
+        if reminder.assignee_id not in cache.supervisors:
+            supervisor = supervisor_of(conn, reminder.assignee_id)
+            cache.supervisors[reminder.assignee_id] = supervisor
+        recipient = cache.supervisors[reminder.assignee_id]
     if recipient is None:
         return []
-    route = _route(conn, settings, recipient, {} if cache is None else cache)
+    route = _route(conn, settings, recipient, cache.routes)
     if route is None:
         return []
     if route.via == "inbox":
@@ -153,24 +165,32 @@ def plan(
     return [new_id] if new_id is not None else []
 
 
-async def claim(db: Database, notification_id: int) -> bool:
-    """Take the row for sending: pending, or claimed by a sender that has since died."""
+def _claim(conn: Connection, notification_id: int) -> Any:
     now = utcnow()
-    async with db.write() as session:
-        result = await session.execute(
-            update(NOTIFICATIONS)
-            .where(
-                NOTIFICATIONS.c.id == notification_id,
-                or_(
-                    NOTIFICATIONS.c.status == "pending",
-                    (NOTIFICATIONS.c.status == "sending")
-                    & (NOTIFICATIONS.c.claimed_at < now - CLAIM_TIMEOUT),
-                ),
-                NOTIFICATIONS.c.attempts < MAX_ATTEMPTS,
-            )
-            .values(status="sending", claimed_at=now, attempts=NOTIFICATIONS.c.attempts + 1)
+    return conn.execute(
+        update(NOTIFICATIONS)
+        .where(
+            NOTIFICATIONS.c.id == notification_id,
+            or_(
+                NOTIFICATIONS.c.status == "pending",
+                (NOTIFICATIONS.c.status == "sending")
+                & (NOTIFICATIONS.c.claimed_at < now - CLAIM_TIMEOUT),
+            ),
+            NOTIFICATIONS.c.attempts < MAX_ATTEMPTS,
         )
-        return bool(getattr(result, "rowcount", 0))
+        .values(status="sending", claimed_at=now, attempts=NOTIFICATIONS.c.attempts + 1)
+        .returning(*NOTIFICATIONS.c)
+    ).first()
+
+
+async def claim(db: Database, notification_id: int) -> Any:
+    """Take the row for sending (pending, or claimed by a sender that has since died): the
+    claimed row, or None when someone else has it or it is done."""
+    return await db.run_write_retrying(_claim, notification_id)
+
+
+def _finish(conn: Connection, notification_id: int, values: dict[str, Any]) -> None:
+    conn.execute(update(NOTIFICATIONS).where(NOTIFICATIONS.c.id == notification_id).values(values))
 
 
 async def rendered(
@@ -213,12 +233,12 @@ async def send(
     notification_id: int,
 ) -> str:
     """Send one outbox row if we can claim it; its final or retry state is written back."""
-    if not await claim(db, notification_id):
+    row = await claim(db, notification_id)
+    if row is None:
         return "skipped"
     async with db.read() as session:
-        row = await session.get(Notification, notification_id)
-        reminder = await session.get(Reminder, row.reminder_id) if row is not None else None
-        if row is None or reminder is None:
+        reminder = await session.get(Reminder, row.reminder_id)
+        if reminder is None:
             return "gone"
         message = await rendered(session, settings, reminder, row.kind)
     channel = channels.get(row.channel or "")
@@ -230,21 +250,16 @@ async def send(
         except Exception as exc:  # a carrier's bug must not leave the row claimed for a minute
             log.exception("notification_send_crashed", notification_id=notification_id)
             result = SendResult("failed", error=f"{type(exc).__name__}: {exc}", retryable=True)
-    retry = result.status == "failed" and result.retryable and row.attempts + 1 < MAX_ATTEMPTS
+    retry = result.status == "failed" and result.retryable and row.attempts < MAX_ATTEMPTS
     status = "pending" if retry else ("failed" if result.status == "failed" else "sent")
-    now = utcnow()
-    async with db.write() as session:
-        await session.execute(
-            update(NOTIFICATIONS)
-            .where(NOTIFICATIONS.c.id == notification_id)
-            .values(
-                status=status,
-                error=result.error,
-                external_id=result.external_id,
-                sent_at=now if status == "sent" else None,
-                claimed_at=None,
-            )
-        )
+    values = {
+        "status": status,
+        "error": result.error,
+        "external_id": result.external_id,
+        "sent_at": utcnow() if status == "sent" else None,
+        "claimed_at": None,
+    }
+    await db.run_write_retrying(_finish, notification_id, values)
     log.info(
         "notification",
         notification_id=notification_id,

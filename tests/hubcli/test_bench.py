@@ -132,3 +132,28 @@ def test_bench_options_parse() -> None:
         build_parser().parse_args(["bench", "--target", "sms"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["bench", "--connections", "0"])
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_bench_reminders_fires_a_burst_once_and_times_speed_to_lead(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--target", "reminders", "--reminders", "300"]
+    code = main([*argv, "--lead-rate", "5", "--lead-seconds", "2", "--json", str(out)])
+
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    figures = json.loads(out.read_text())
+    burst = figures["burst"]
+    assert burst["reminders"] == burst["fired"] == burst["events_once"] == 300
+    assert burst["events_missing"] == burst["events_twice_or_more"] == 0
+    assert 0 <= burst["p50_late_s"] <= burst["p99_late_s"] <= burst["max_late_s"]
+    lead = figures["speed_to_lead"]
+    assert lead["leads"] == 10 and lead["post_errors"] == 0
+    for key in ("form_answer", "reminder_due_event", "telegram_notice"):
+        assert lead[key]["count"] == 10, key
+        assert 0 < lead[key]["p50_s"] <= lead[key]["p99_s"], key
+    assert "hub bench --target reminders --reminders 300" in figures["command"]
+    assert "speed to lead" in printed and "goal" in printed
+    assert bench_processes() == []

@@ -23,6 +23,8 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
+from aiogram.client.session.base import Response  # type: ignore[attr-defined]
+from aiogram.methods import EditMessageText, GetFile, SendDocument, SendMessage, SendPhoto
 from aiogram.types import FSInputFile, Message
 
 from hub.channels.base import OutboundMessage, SendResult
@@ -76,6 +78,14 @@ def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
         parts.append(text)
     return parts
 
+
+# aiogram parses every answer as Response[<the method's result type>]; pydantic caches such
+# parametrised models only weakly, so without a strong reference each call built the model
+# anew (pydantic schema generation, milliseconds of CPU per Bot API call).
+_RESPONSE_MODELS = [
+    Response[method.__returning__]  # type: ignore[name-defined]
+    for method in (SendMessage, SendPhoto, SendDocument, EditMessageText, GetFile)
+]
 
 # Bots over a worker's client, kept while that client is open: building one builds an SSL
 # context (tens of milliseconds of CPU), far more than the request it would send.
