@@ -199,6 +199,27 @@ class Forbidden(web.HTTPForbidden):
         super().__init__(text=json.dumps({"error": reason}), content_type="application/json")
 
 
+async def audit(
+    session: AsyncSession,
+    request: web.Request,
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: int | str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """The audit-log entry for what the signed-in user is doing, with their IP."""
+    await record(
+        session,
+        action,
+        user_id=current_user(request).id,
+        ip=client_ip(request),
+        target_type=target_type,
+        target_id=target_id,
+        meta=meta,
+    )
+
+
 async def deny(
     request: web.Request,
     action: str,
@@ -212,11 +233,10 @@ async def deny(
     transaction of its own, then answer 403 with the reason. Call it outside any open session."""
     user = current_user(request)
     async with request.app[RUNTIME].db.write() as session:
-        await record(
+        await audit(
             session,
+            request,
             f"{action}.denied",
-            user_id=user.id,
-            ip=client_ip(request),
             target_type=target_type,
             target_id=target_id,
             meta={"role": user.role, "reason": reason, **(meta or {})},
@@ -292,9 +312,7 @@ async def logout(request: web.Request) -> web.Response:
     token = request.headers["Authorization"].partition(" ")[2].strip()
     async with request.app[RUNTIME].db.write() as session:
         await revoke_token(session, token)
-        await record(
-            session, "auth.logout", user_id=current_user(request).id, ip=client_ip(request)
-        )
+        await audit(session, request, "auth.logout")
     return json_response({"ok": True})
 
 
@@ -484,7 +502,6 @@ async def patch_contact(request: web.Request) -> web.Response:
         changes["custom_fields"] = custom_fields_of(data["custom_fields"])
     runtime = request.app[RUNTIME]
     claims = new_identities(data, runtime.settings.default_region)
-    user = current_user(request)
     try:
         async with runtime.db.write() as session:
             contact = await load_contact(session, request)
@@ -516,11 +533,10 @@ async def patch_contact(request: web.Request) -> web.Response:
                 added.append(value)
             await session.flush()
             (body,) = await contacts_to_dicts(session, [contact])
-            await record(
+            await audit(
                 session,
+                request,
                 "contact.update",
-                user_id=user.id,
-                ip=client_ip(request),
                 target_type="contact",
                 target_id=contact.id,
                 meta={"fields": sorted(changes), "added": added},
@@ -578,11 +594,10 @@ async def dismiss_duplicate(request: web.Request) -> web.Response:
             raise NotFound(f"duplicate suggestion {suggestion_id} of contact {contact.id}")
         if row.status != "dismissed":
             row.status = "dismissed"
-            await record(
+            await audit(
                 session,
+                request,
                 "contact.duplicate_dismiss",
-                user_id=current_user(request).id,
-                ip=client_ip(request),
                 target_type="contact",
                 target_id=contact.id,
                 meta={"suggestion_id": row.id, "pair": [row.contact_id, row.other_id]},
@@ -603,7 +618,7 @@ async def delete_contact(request: web.Request) -> web.Response:
     """Admin only: the person and everything of theirs (identities, conversations, timeline,
     leads, reminders) goes, with the contacts merged into them; the audit entry stays."""
     contact_id = int_param(request.match_info["contact_id"], "id")
-    user = await require_role(
+    await require_role(
         request, "admin", "contact.delete", target_type="contact", target_id=contact_id
     )
     async with request.app[RUNTIME].db.write() as session:
@@ -635,11 +650,10 @@ async def delete_contact(request: web.Request) -> web.Response:
         )
         await session.execute(delete(Contact).where(Contact.id.in_(ids)))
         deleted = {"contact_id": contact_id, "merged_contacts": len(ids) - 1, **counts}
-        await record(
+        await audit(
             session,
+            request,
             "contact.delete",
-            user_id=user.id,
-            ip=client_ip(request),
             target_type="contact",
             target_id=contact_id,
             meta={"name": contact.name, **deleted},
@@ -786,11 +800,10 @@ async def patch_conversation(request: web.Request) -> web.Response:
         body = conversation_to_dict(row)
         changed = {k: v for k, v in before.items() if body[k] != v}
         if changed:
-            await record(
+            await audit(
                 session,
+                request,
                 "conversation.update",
-                user_id=user.id,
-                ip=client_ip(request),
                 target_type="conversation",
                 target_id=row.id,
                 meta={"before": changed, "after": {k: body[k] for k in changed}},
@@ -804,7 +817,7 @@ async def patch_conversation(request: web.Request) -> web.Response:
 async def delete_conversation(request: web.Request) -> web.Response:
     """Admin only: the conversation and its timeline items go; the contact and leads stay."""
     conversation_id = int_param(request.match_info["conversation_id"], "id")
-    user = await require_role(
+    await require_role(
         request,
         "admin",
         "conversation.delete",
@@ -825,11 +838,10 @@ async def delete_conversation(request: web.Request) -> web.Response:
         )
         await session.execute(delete(Conversation).where(Conversation.id == conversation_id))
         deleted = {"conversation_id": conversation_id, "items": int(items or 0)}
-        await record(
+        await audit(
             session,
+            request,
             "conversation.delete",
-            user_id=user.id,
-            ip=client_ip(request),
             target_type="conversation",
             target_id=conversation_id,
             meta={

@@ -9,7 +9,6 @@ from aiohttp import web
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.auth.audit import record
 from hub.auth.passwords import MIN_LENGTH, hash_password
 from hub.auth.users import ROLES, UserError, create_user, user_to_dict
 from hub.models import ApiToken, User, utcnow
@@ -17,6 +16,7 @@ from webhooks.api import (
     BadRequest,
     Conflict,
     NotFound,
+    audit,
     int_param,
     keyset_by_id,
     page_limit,
@@ -25,7 +25,7 @@ from webhooks.api import (
     split_page,
 )
 from webhooks.context import RUNTIME
-from webhooks.responses import client_ip, error, json_response
+from webhooks.responses import error, json_response
 
 USER_FIELDS = ("name", "role", "manager_id", "password")
 
@@ -86,7 +86,7 @@ async def check_manager(session: AsyncSession, user_id: int | None, manager_id: 
 
 async def post_user(request: web.Request) -> web.Response:
     """POST {"email", "password", "role", "name"?, "manager_id"?} -> 201 the user."""
-    admin = await require_role(request, "admin", "user.create", target_type="user")
+    await require_role(request, "admin", "user.create", target_type="user")
     data = await read_json(request)
     if unknown := sorted(set(data) - {"email", "password", "role", "name", "manager_id"}):
         raise BadRequest(f"{unknown[0]}: unknown field", unknown[0])
@@ -107,11 +107,10 @@ async def post_user(request: web.Request) -> web.Response:
             return error(409 if "already exists" in message else 400, message, field=field)
         user.manager_id = manager_id
         await session.flush()
-        await record(
+        await audit(
             session,
+            request,
             "user.create",
-            user_id=admin.id,
-            ip=client_ip(request),
             target_type="user",
             target_id=user.id,
             meta={"email": user.email, "role": role, "manager_id": manager_id},
@@ -133,9 +132,7 @@ async def patch_user(request: web.Request) -> web.Response:
     """PATCH {"name"?, "role"?, "manager_id"?, "password"?}. A role or password change signs the
     user out everywhere (their tokens are revoked). The last active admin keeps their role."""
     user_id = int_param(request.match_info["user_id"], "id")
-    admin = await require_role(
-        request, "admin", "user.update", target_type="user", target_id=user_id
-    )
+    await require_role(request, "admin", "user.update", target_type="user", target_id=user_id)
     data = await read_json(request)
     if unknown := sorted(set(data) - set(USER_FIELDS)):
         hint = "; deactivate with POST /api/users/{id}/deactivate" if "active" in unknown else ""
@@ -152,7 +149,6 @@ async def patch_user(request: web.Request) -> web.Response:
     if password is not None and len(password) < MIN_LENGTH:
         raise BadRequest(f"password: at least {MIN_LENGTH} characters", "password")
     name = text_field(data, "name") if "name" in data else None
-    ip = client_ip(request)
     async with request.app[RUNTIME].db.write() as session:
         user = await session.get(User, user_id, with_for_update=True)
         if user is None:
@@ -174,11 +170,10 @@ async def patch_user(request: web.Request) -> web.Response:
                         "role: this is the last active admin; make someone else admin first",
                         field="role",
                     )
-            await record(
+            await audit(
                 session,
+                request,
                 "user.role_change",
-                user_id=admin.id,
-                ip=ip,
                 target_type="user",
                 target_id=user.id,
                 meta={"from": user.role, "to": role},
@@ -189,11 +184,10 @@ async def patch_user(request: web.Request) -> web.Response:
             user.password_hash = hash_password(password)
             revoked = await revoke_all(session, user.id) or revoked
         await session.flush()
-        await record(
+        await audit(
             session,
+            request,
             "user.update",
-            user_id=admin.id,
-            ip=ip,
             target_type="user",
             target_id=user.id,
             meta={"fields": sorted(data), "tokens_revoked": revoked},
@@ -205,18 +199,17 @@ async def patch_user(request: web.Request) -> web.Response:
 async def revoke_tokens(request: web.Request) -> web.Response:
     """DELETE /api/users/{id}/tokens: sign the user out of every browser and script."""
     user_id = int_param(request.match_info["user_id"], "id")
-    admin = await require_role(
+    await require_role(
         request, "admin", "user.revoke_tokens", target_type="user", target_id=user_id
     )
     async with request.app[RUNTIME].db.write() as session:
         if await session.get(User, user_id) is None:
             raise NotFound(f"user {user_id}")
         revoked = await revoke_all(session, user_id)
-        await record(
+        await audit(
             session,
+            request,
             "user.revoke_tokens",
-            user_id=admin.id,
-            ip=client_ip(request),
             target_type="user",
             target_id=user_id,
             meta={"tokens_revoked": revoked},

@@ -13,6 +13,7 @@ import aiohttp
 import structlog
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.base import Response  # type: ignore[attr-defined]
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     ClientDecodeError,
@@ -23,7 +24,6 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.client.session.base import Response  # type: ignore[attr-defined]
 from aiogram.methods import EditMessageText, GetFile, SendDocument, SendMessage, SendPhoto
 from aiogram.types import FSInputFile, Message
 
