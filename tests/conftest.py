@@ -183,3 +183,14 @@ async def token(client: TestClient[Any, Any], db: Database) -> str:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Debian's Chromium through playwright (tests/browser.py checks it is there)."""
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, playwright_api
+
+    async with playwright_api.async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()

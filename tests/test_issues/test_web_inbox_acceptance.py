@@ -13,7 +13,6 @@ from tests.webhooks.test_ui_browser import (
     TEXT,
     Hub,
     add_user,
-    browser,
     conversation_row,
     expect,
     hub,
@@ -22,7 +21,7 @@ from tests.webhooks.test_ui_browser import (
     timeline_item,
 )
 
-__all__ = ["browser", "hub"]  # the fixtures, shared with the browser tests
+__all__ = ["hub"]  # the fixture, shared with the browser tests
 
 
 async def test_two_operators_see_a_telegram_message_and_each_others_reply_live(

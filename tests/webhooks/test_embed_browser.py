@@ -3,7 +3,6 @@ and what the visitor submits lands in the database with the page's UTM, once."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -15,29 +14,9 @@ from sqlalchemy import select
 
 from hub.db import Database
 from hub.models import Contact, Identity, Lead, TimelineItem
+from tests.browser import expect
 from tests.conftest import CALLBACK_FORM, count
 
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    # CI installs it (.ci/run): there a missing browser is a failure, never a silent skip.
-    message = f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)"
-    if os.environ.get("CI"):
-        raise RuntimeError(message)
-    pytest.skip(message, allow_module_level=True)
-import playwright.async_api as playwright_api  # noqa: E402  # after the browser check
-
-expect = playwright_api.expect
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 UTM_QUERY = "?utm_source=google&utm_medium=cpc&utm_campaign=spring"
 SUCCESS = "Thank you! We will call you back soon."
 PHONE_E164 = "+998901234567"
@@ -63,14 +42,6 @@ class Site:
     hub: str  # the hub's base URL, serving embed.js and taking the posts
     allowed: str  # origin of a shop page the form allows
     foreign: str  # origin of a page the form does not allow
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 @pytest.fixture

@@ -3,24 +3,11 @@ bars with a table, another report chosen, and hostile text shown as text."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
 from hub.db import Database
+from tests.browser import expect
 from tests.reports.factories import form_lead, logged_in
-from tests.webhooks.test_embed_browser import CHROMIUM, CHROMIUM_ARGS, playwright_api
-
-expect = playwright_api.expect
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 async def test_the_reports_page_draws_the_funnel_and_sources(

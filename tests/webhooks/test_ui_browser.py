@@ -26,32 +26,13 @@ from hub.inbox.live import LiveEvent, publish
 from hub.models import Conversation, Lead, Reminder, TimelineItem
 from hub.runtime import Runtime
 from hub.settings import Settings
+from tests.browser import expect
 from tests.channels.fake_bot_api import FakeBotAPI, fake_bot_api
 from tests.channels.test_telegram import config, payload
 from tests.conftest import PASSWORD, MakeClient, count
 from tests.webhooks.test_events import telegram, update_from
 from tests.workers.test_deliver import run_worker
 
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    # CI installs it (.ci/run): there a missing browser is a failure, never a silent skip.
-    message = f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)"
-    if os.environ.get("CI"):
-        raise RuntimeError(message)
-    pytest.skip(message, allow_module_level=True)
-import playwright.async_api as playwright_api  # noqa: E402  # after the browser check
-
-expect = playwright_api.expect
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 LIVE = 10_000  # ms: a generous bound for live updates, not a speed measurement
@@ -76,14 +57,6 @@ class Hub:
             await run_worker(runtime)
         finally:
             await runtime.close()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
 
 
 @pytest.fixture
