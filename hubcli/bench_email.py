@@ -88,6 +88,28 @@ def mail(index: int, run: str) -> bytes:
     return bytes(message)
 
 
+def pymap_argv(port: int, user: str, password: str) -> list[str]:
+    """pymap, the test dependency's IMAP server, in memory with one demo user, on `port`."""
+    return [
+        sys.executable,
+        "-c",
+        "from pymap.main import main; main()",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-service",
+        "managesieve",
+        "--no-service",
+        "admin",
+        "dict",
+        "--demo-user",
+        user,
+        "--demo-password",
+        password,
+    ]
+
+
 def start_imap(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     try:
         import pymap  # noqa: F401  # only checks that the test server is installed
@@ -97,24 +119,7 @@ def start_imap(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     log = open(workdir / "imap.err", "wb")  # noqa: SIM115  # owned by the child
     try:
         proc = subprocess.Popen(  # noqa: S603  # our own interpreter, fixed arguments
-            [
-                sys.executable,
-                "-c",
-                "from pymap.main import main; main()",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-service",
-                "managesieve",
-                "--no-service",
-                "admin",
-                "dict",
-                "--demo-user",
-                USER,
-                "--demo-password",
-                PASSWORD,
-            ],
+            pymap_argv(port, USER, PASSWORD),
             env=child_env({}),
             stdout=subprocess.DEVNULL,
             stderr=log,

@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -36,17 +34,13 @@ from hub.models import (
     TimelineItem,
 )
 from hub.settings import ChannelConfig, Settings
+from hubcli.bench import free_port
+from hubcli.bench_email import pymap_argv
 from tests.conftest import FIXTURES, count
 
 MAILS = FIXTURES / "email"
 IMAP_USER = "support@example.com"
 IMAP_PASSWORD = "imap-test-password"  # the test server's own account
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -110,24 +104,7 @@ def logs_in(port: int) -> bool:
 def start_imap_server() -> ImapServer:
     port = free_port()
     process = subprocess.Popen(  # our own interpreter's pymap, fixed arguments
-        [
-            sys.executable,
-            "-c",
-            "from pymap.main import main; main()",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-service",
-            "managesieve",
-            "--no-service",
-            "admin",
-            "dict",
-            "--demo-user",
-            IMAP_USER,
-            "--demo-password",
-            IMAP_PASSWORD,
-        ],
+        pymap_argv(port, IMAP_USER, IMAP_PASSWORD),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
