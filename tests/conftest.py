@@ -20,6 +20,7 @@ from sqlalchemy import func, select, text
 
 from hub.auth.passwords import use_parameters
 from hub.auth.users import create_user
+from hub.channels.base import InboundEvent, Sender
 from hub.db import Database
 from hub.log import configure_logging
 from hub.migrate import upgrade
@@ -183,6 +184,28 @@ async def token(client: TestClient[Any, Any], db: Database) -> str:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def sms_event(
+    external_id: str, phone: str, name: str = "Dilnoza", text: str = "Salom", **meta: Any
+) -> InboundEvent:
+    """An inbound SMS on the "sms" Twilio channel, as its webhook parses one."""
+    return InboundEvent(
+        channel="sms",
+        channel_type="twilio",
+        external_id=external_id,
+        source="sms",
+        sender=Sender(phones=(phone,), name=name),
+        text=text,
+        meta=meta,
+    )
+
+
+async def sign_in(client: TestClient[Any, Any], email: str) -> str:
+    """A bearer token for an existing user (password PASSWORD), from the real login endpoint."""
+    response = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status == 200, await response.text()
+    return str((await response.json())["token"])
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from hub.channels.base import InboundEvent, Sender
 from hub.db import Database
 from hub.inbox.ingest import IngestResult, ingest
 from hub.models import User
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, auth, sign_in
 
 Client = TestClient[Any, Any]
 fake = Faker()
@@ -65,9 +65,7 @@ async def user(db: Database, role: str, email: str | None = None, **fields: Any)
 
 
 async def login(client: Client, email: str) -> dict[str, str]:
-    response = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
-    assert response.status == 200, await response.text()
-    return {"Authorization": f"Bearer {(await response.json())['token']}"}
+    return auth(await sign_in(client, email))
 
 
 async def logged_in(client: Client, db: Database, role: str) -> tuple[User, dict[str, str]]:

@@ -8,11 +8,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from hub.auth.users import create_user
-from hub.channels.base import InboundEvent, Sender
 from hub.db import Database
 from hub.inbox.ingest import ingest
 from hub.models import Contact, Conversation
-from tests.conftest import PASSWORD, auth, count
+from tests.conftest import PASSWORD, auth, count, sms_event
 
 Client = TestClient[Any, Any]
 
@@ -20,18 +19,7 @@ Client = TestClient[Any, Any]
 async def test_operator_denied_delete_and_export_and_the_audit_log_shows_it(
     client: Client, db: Database, token: str
 ) -> None:
-    stored = await ingest(
-        db,
-        InboundEvent(
-            channel="sms",
-            channel_type="twilio",
-            external_id="SM1",
-            source="sms",
-            sender=Sender(phones=("+998901234567",), name="Dilnoza"),
-            text="Salom",
-        ),
-        "UZ",
-    )
+    stored = await ingest(db, sms_event("SM1", "+998901234567"), "UZ")
     attempts = [
         ("DELETE", f"/api/contacts/{stored.contact_id}", "contact.delete.denied"),
         ("DELETE", f"/api/conversations/{stored.conversation_id}", "conversation.delete.denied"),

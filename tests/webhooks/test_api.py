@@ -13,24 +13,13 @@ from hub.channels.base import InboundEvent, Sender
 from hub.db import Database
 from hub.inbox.ingest import ingest
 from hub.models import AuditEntry, Contact, Lead, TimelineItem
-from tests.conftest import PASSWORD, auth, count
+from tests.conftest import PASSWORD, auth, count, sms_event
 
 Client = TestClient[Any, Any]
 
 
 async def seed(db: Database) -> dict[str, Any]:
-    sms = await ingest(
-        db,
-        InboundEvent(
-            channel="sms",
-            channel_type="twilio",
-            external_id="SM1",
-            source="sms",
-            sender=Sender(phones=("+998901234567",), name="Dilnoza"),
-            text="Salom",
-        ),
-        "UZ",
-    )
+    sms = await ingest(db, sms_event("SM1", "+998901234567"), "UZ")
     form = await ingest(
         db,
         InboundEvent(

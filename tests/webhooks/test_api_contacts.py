@@ -12,24 +12,13 @@ from hub.channels.base import InboundEvent, Sender
 from hub.db import Database
 from hub.inbox.ingest import ingest
 from hub.models import AuditEntry, Contact, Conversation, Identity, Lead, TimelineItem
-from tests.conftest import PASSWORD, auth, count
+from tests.conftest import PASSWORD, auth, count, sms_event
 
 Client = TestClient[Any, Any]
 
 
 async def sms(db: Database, n: int, phone: str, name: str) -> int:
-    result = await ingest(
-        db,
-        InboundEvent(
-            channel="sms",
-            channel_type="twilio",
-            external_id=f"SM{n}",
-            source="sms",
-            sender=Sender(phones=(phone,), name=name),
-            text="hi",
-        ),
-        "UZ",
-    )
+    result = await ingest(db, sms_event(f"SM{n}", phone, name, "hi"), "UZ")
     assert result.contact_id is not None
     return result.contact_id
 

@@ -23,7 +23,7 @@ from hub.models import Conversation, User
 from hub.runtime import Runtime
 from hub.settings import Settings
 from tests.channels.test_telegram import SECRET, config, payload
-from tests.conftest import PASSWORD, MakeClient, auth
+from tests.conftest import PASSWORD, MakeClient, auth, sign_in
 from webhooks.app import make_app
 from webhooks.events import PING_SECONDS, RECHECK_SECONDS, Event
 
@@ -109,9 +109,7 @@ async def telegram(client: TestClient[Any, Any], body: dict[str, Any]) -> None:
 async def login(client: TestClient[Any, Any], db: Database, email: str, role: str) -> str:
     async with db.write() as session:
         await create_user(session, email, PASSWORD, role)
-    response = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
-    assert response.status == 200, await response.text()
-    return str((await response.json())["token"])
+    return await sign_in(client, email)
 
 
 async def open_stream(

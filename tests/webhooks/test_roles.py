@@ -13,15 +13,9 @@ from hub.channels.base import InboundEvent, Sender
 from hub.db import Database
 from hub.inbox.ingest import ingest
 from hub.models import AuditEntry, Conversation, User
-from tests.conftest import PASSWORD, auth
+from tests.conftest import PASSWORD, auth, sign_in
 
 Client = TestClient[Any, Any]
-
-
-async def login(client: Client, email: str) -> str:
-    response = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
-    assert response.status == 200, await response.text()
-    return str((await response.json())["token"])
 
 
 async def make_team(client: Client, db: Database) -> dict[str, Any]:
@@ -34,7 +28,7 @@ async def make_team(client: Client, db: Database) -> dict[str, Any]:
         olga.manager_id = manager.id
         ids = {"manager": manager.id, "olga": olga.id, "ivan": ivan.id, "admin": admin.id}
     tokens = {
-        name: await login(client, f"{email}@example.com")
+        name: await sign_in(client, f"{email}@example.com")
         for name, email in (
             ("manager", "boss"),
             ("olga", "olga"),

@@ -28,8 +28,8 @@ from tests.channels.test_telegram import SECRET, config, payload
 from tests.channels.test_twilio import twilio_config
 from tests.channels.test_twilio_send import FakeTwilio, fake_twilio  # noqa: F401  (fixture)
 from tests.conftest import count
+from tests.conftest import sms_event as sms
 from tests.workers.test_deliver import run_worker
-from tests.workers.test_reminders import sms
 from webhooks.context import RUNTIME
 from workers.reminders import RUNTIME as JOB_RUNTIME
 from workers.reminders import sweep_reminders

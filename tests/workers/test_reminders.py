@@ -30,6 +30,7 @@ from hub.models import Reminder, User, utcnow
 from hub.runtime import Runtime, queue_name
 from hub.settings import LeadsConfig, Settings
 from tests.conftest import TEST_REDIS_URL, auth
+from tests.conftest import sms_event as sms
 from tests.workers.test_deliver import run_worker
 from webhooks.context import RUNTIME
 from workers.reminders import RUNTIME as JOB_RUNTIME
@@ -37,18 +38,6 @@ from workers.reminders import sweep_reminders
 
 Client = TestClient[Any, Any]
 AT_ONCE = LeadsConfig(callback_within=timedelta(0), escalate_after=timedelta(minutes=30))
-
-
-def sms(external_id: str, phone: str, **meta: Any) -> InboundEvent:
-    return InboundEvent(
-        channel="sms",
-        channel_type="twilio",
-        external_id=external_id,
-        source="sms",
-        sender=Sender(phones=(phone,), name="Dilnoza"),
-        text="Salom",
-        meta=meta,
-    )
 
 
 async def reminders(db: Database) -> list[Reminder]:
