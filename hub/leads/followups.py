@@ -35,16 +35,17 @@ async def follow_up(
         entered.add(change.to_stage)
     if change.to_status != change.from_status:
         entered.add(change.to_status)
+    rules = [rule for rule in settings.leads.follow_up if rule.stage in entered]
+    if not rules:
+        return []
+    lead_assignee = await session.scalar(
+        select(LEADS.c.assignee_id).where(LEADS.c.id == change.lead_id)
+    )
+    assignee = lead_assignee or change.user_id
+    if assignee is None:
+        assignee = await session.run_sync(lambda s: pick_assignee(s.connection(), None))
     dues: list[Due] = []
-    for rule in settings.leads.follow_up:
-        if rule.stage not in entered:
-            continue
-        lead_assignee = await session.scalar(
-            select(LEADS.c.assignee_id).where(LEADS.c.id == change.lead_id)
-        )
-        assignee = lead_assignee or change.user_id
-        if assignee is None:
-            assignee = await session.run_sync(lambda s: pick_assignee(s.connection(), None))
+    for rule in rules:
         reminder = Reminder(
             lead_id=change.lead_id,
             contact_id=change.contact_id,

@@ -30,7 +30,7 @@ from hub.models import (
     _table,
     utcnow,
 )
-from hub.notify.prefs import channel_of
+from hub.notify.prefs import carrier_channel
 from hub.notify.texts import Rendered, render
 from hub.settings import Settings
 from hub.sql import insert_ignore
@@ -40,7 +40,6 @@ NOTIFICATIONS = _table(Notification)
 CLAIM_TIMEOUT = timedelta(seconds=60)
 RETRY_AFTER = timedelta(seconds=10)  # a pending row this old is the sweep's to send
 MAX_ATTEMPTS = 6
-CARRIER_TYPES = {"telegram": "telegram", "email": "email", "sms": "twilio"}
 
 
 @dataclass(frozen=True)
@@ -57,10 +56,10 @@ def route_for(user: Any, prefs: Any, settings: Settings) -> Route:
     via = prefs.via if prefs is not None else "auto"
     if via == "auto":
         linked = prefs is not None and prefs.telegram_chat_id is not None
-        via = "telegram" if linked and channel_of(settings, "telegram") else "inbox"
+        via = "telegram" if linked and carrier_channel(settings, "telegram") else "inbox"
     if via == "inbox":
         return Route("inbox")
-    channel = channel_of(settings, CARRIER_TYPES[via])
+    channel = carrier_channel(settings, via)
     if channel is None:
         return Route(via, error=f"no {via} channel is configured")
     address = {

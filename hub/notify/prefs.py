@@ -30,16 +30,21 @@ def new_link_code() -> str:
     return LINK_PREFIX + secrets.token_urlsafe(12)
 
 
-def channel_of(settings: Settings, kind: str) -> str | None:
-    """The channel that carries notifications of this type: the configured one, else the first
-    channel of that type."""
+# The channel type that carries each kind of notification.
+CARRIER_TYPES = {"telegram": "telegram", "email": "email", "sms": "twilio"}
+
+
+def carrier_channel(settings: Settings, via: str) -> str | None:
+    """The channel that carries notifications `via` telegram, email or sms: the configured one
+    ([notifications]), else the first channel of that type; None when there is none."""
     named = {
         "telegram": settings.notifications.telegram_channel,
         "email": settings.notifications.email_channel,
-        "twilio": settings.notifications.sms_channel,
-    }[kind]
+        "sms": settings.notifications.sms_channel,
+    }.get(via)
     if named is not None:
         return named
+    kind = CARRIER_TYPES.get(via)
     return next((n for n, c in settings.channels.items() if c.type == kind), None)
 
 
@@ -57,7 +62,7 @@ async def load_prefs(session: AsyncSession, user_id: int) -> NotificationPrefs:
 
 
 def prefs_to_dict(prefs: NotificationPrefs, settings: Settings) -> dict[str, Any]:
-    bot = channel_of(settings, "telegram")
+    bot = carrier_channel(settings, "telegram")
     return {
         "via": prefs.via,
         "phone": prefs.phone,
@@ -69,13 +74,8 @@ def prefs_to_dict(prefs: NotificationPrefs, settings: Settings) -> dict[str, Any
             "link_code": prefs.link_code,
             "link_command": f"/start {prefs.link_code}" if prefs.link_code else None,
         },
-        "available": [v for v in VIA if v in ("auto", "inbox") or _carrier(settings, v)],
+        "available": [v for v in VIA if v in ("auto", "inbox") or carrier_channel(settings, v)],
     }
-
-
-def _carrier(settings: Settings, via: str) -> str | None:
-    kind = {"telegram": "telegram", "email": "email", "sms": "twilio"}.get(via)
-    return channel_of(settings, kind) if kind else None
 
 
 async def update_prefs(
@@ -102,7 +102,7 @@ async def update_prefs(
         via = data["via"]
         if via not in VIA:
             raise PrefsError(f"via: must be one of {', '.join(VIA)}", "via")
-        if via not in ("auto", "inbox") and _carrier(settings, via) is None:
+        if via not in ("auto", "inbox") and carrier_channel(settings, via) is None:
             raise PrefsError(f"via: no {via} channel is configured in this hub", "via")
         if via == "sms" and prefs.phone is None:
             raise PrefsError("via: sms needs your phone; send phone too", "phone")
