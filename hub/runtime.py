@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import structlog
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 
 from hub.channels.base import Channel
 from hub.channels.registry import build_channels, build_forms
@@ -14,6 +16,8 @@ from hub.db import Database
 from hub.embedded_redis import embedded_url
 from hub.ratelimit import RateLimiter
 from hub.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 def redis_url(settings: Settings) -> str:
@@ -59,6 +63,19 @@ class Runtime:
             _queue_name=queue_name(self.settings),
             _defer_until=defer_until,
         )
+
+    async def enqueue_committed(
+        self, function: str, *args: object, job_id: str, defer_until: datetime | None = None
+    ) -> bool:
+        """Queue the job for work already committed. Redis down only logs: every such job is
+        queued again by a sweep (stale replies, due reminders, unsent notifications), and its
+        id makes that harmless. False when it could not be queued now."""
+        try:
+            await self.enqueue(function, *args, job_id=job_id, defer_until=defer_until)
+        except (RedisError, OSError) as exc:
+            log.warning("enqueue_failed", function=function, job_id=job_id, error=str(exc))
+            return False
+        return True
 
     async def close(self) -> None:
         await self.redis.aclose()

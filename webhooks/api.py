@@ -12,7 +12,6 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisError
 from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -891,10 +890,7 @@ async def post_reply(request: web.Request) -> web.Response:
             )
     except ReplyError as exc:
         raise BadRequest(str(exc), exc.field) from None
-    try:
-        await runtime.enqueue("deliver", item.id, job_id=f"deliver:{item.id}")
-    except (RedisError, OSError) as exc:  # committed: the worker's sweep re-queues it
-        log.warning("enqueue_failed", item_id=item.id, error=str(exc))
+    await runtime.enqueue_committed("deliver", item.id, job_id=f"deliver:{item.id}")
     await publish(runtime.redis, runtime.settings.redis_prefix, live)
     return json_response({"id": item.id, "status": item.status}, status=202)
 

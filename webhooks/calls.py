@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from hub.channels.base import InboundEvent
 from hub.inbox.calls import add_comment, apply_call, caller_card
@@ -34,14 +33,11 @@ async def store_call(runtime: Runtime, event: InboundEvent) -> IngestResult:
         settings.leads.callback_within,
     )
     for reminder_id in outcome.closed:
-        try:
-            await runtime.enqueue(
-                "refresh_notices",
-                reminder_id,
-                job_id=f"refresh_notices:{reminder_id}:{event.external_id}",
-            )
-        except (RedisError, OSError) as exc:
-            log.warning("enqueue_failed", reminder_id=reminder_id, error=str(exc))
+        await runtime.enqueue_committed(
+            "refresh_notices",
+            reminder_id,
+            job_id=f"refresh_notices:{reminder_id}:{event.external_id}",
+        )
     return outcome.result
 
 

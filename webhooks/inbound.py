@@ -6,7 +6,6 @@ import time
 
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from hub.channels.base import InboundEvent, InboundRequest, InvalidPayload, ProviderAnswer
 from hub.inbox.calls import call_event_of
@@ -76,14 +75,11 @@ async def act(runtime: Runtime, event: InboundEvent) -> ProviderAnswer:
     INBOUND_EVENTS.labels(event.channel, event.channel_type, result).inc()
     await enqueue_dues(runtime, outcome.dues)
     if outcome.refresh is not None:
-        try:
-            await runtime.enqueue(
-                "refresh_notices",
-                outcome.refresh,
-                job_id=f"refresh_notices:{outcome.refresh}:{event.external_id}",
-            )
-        except (RedisError, OSError) as exc:
-            log.warning("enqueue_failed", reminder_id=outcome.refresh, error=str(exc))
+        await runtime.enqueue_committed(
+            "refresh_notices",
+            outcome.refresh,
+            job_id=f"refresh_notices:{outcome.refresh}:{event.external_id}",
+        )
     await publish(runtime.redis, runtime.settings.redis_prefix, outcome.live)
     return outcome.answer
 
@@ -114,17 +110,12 @@ async def store(runtime: Runtime, event: InboundEvent) -> IngestResult:
         lead_id=result.lead_id,
     )
     if not result.duplicate and result.item_id is not None and event.attachments:
-        try:  # committed: the worker fetches the files and keeps them under the data dir
-            job_id = f"fetch_attachments:{result.item_id}"
-            await runtime.enqueue("fetch_attachments", result.item_id, job_id=job_id)
-        except (RedisError, OSError) as exc:
-            log.warning("enqueue_failed", item_id=result.item_id, error=str(exc))
+        # the worker fetches the files and keeps them under the data dir
+        job_id = f"fetch_attachments:{result.item_id}"
+        await runtime.enqueue_committed("fetch_attachments", result.item_id, job_id=job_id)
     await enqueue_dues(runtime, result.reminders)  # committed: the callback reminder's job
-    for item_id in result.outbound:  # committed: the acknowledgement (the stale sweep backs up)
-        try:
-            await runtime.enqueue("deliver", item_id, job_id=f"deliver:{item_id}")
-        except (RedisError, OSError) as exc:
-            log.warning("enqueue_failed", item_id=item_id, error=str(exc))
+    for item_id in result.outbound:  # the acknowledgement (the stale-reply sweep backs up)
+        await runtime.enqueue_committed("deliver", item_id, job_id=f"deliver:{item_id}")
     await publish(runtime.redis, runtime.settings.redis_prefix, result.live)
     return result
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,14 +92,11 @@ async def _apply(
     if due is not None:
         await enqueue_dues(runtime, [due])
     if status == 200:  # a change to an existing reminder: notices about it are out of date
-        try:
-            await runtime.enqueue(
-                "refresh_notices",
-                body["id"],
-                job_id=f"refresh_notices:{body['id']}:{body['status']}:{body['due_at']}",
-            )
-        except (RedisError, OSError) as exc:
-            log.warning("enqueue_failed", reminder_id=body["id"], error=str(exc))
+        await runtime.enqueue_committed(
+            "refresh_notices",
+            body["id"],
+            job_id=f"refresh_notices:{body['id']}:{body['status']}:{body['due_at']}",
+        )
     event = LiveEvent("reminder.updated", body | {"by_user_id": current_user(request).id})
     await publish(runtime.redis, runtime.settings.redis_prefix, [event])
     return json_response(body, status=status)

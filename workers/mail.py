@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
 
 from hub.channels.email import Email
 from hub.channels.email.poller import MailboxPoller
@@ -41,10 +40,7 @@ def _after_commit(runtime: Runtime) -> AfterCommit:
         for result in results:
             await enqueue_dues(runtime, result.reminders)
             for item_id in result.outbound:  # an acknowledgement the ingest queued
-                try:
-                    await runtime.enqueue("deliver", item_id, job_id=f"deliver:{item_id}")
-                except (RedisError, OSError) as exc:  # the stale-reply sweep queues it later
-                    log.warning("enqueue_failed", item_id=item_id, error=str(exc))
+                await runtime.enqueue_committed("deliver", item_id, job_id=f"deliver:{item_id}")
         live = [event for result in results for event in result.live]
         await publish(runtime.redis, runtime.settings.redis_prefix, live)
 

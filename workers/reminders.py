@@ -10,7 +10,6 @@ from typing import Any
 
 import structlog
 from arq import Retry
-from redis.exceptions import RedisError
 
 from hub.inbox.live import publish
 from hub.leads.followups import reengage
@@ -96,10 +95,7 @@ async def sweep_reminders(ctx: dict[str, Any]) -> str:
     await send_all(ctx, escalated.notifications)
     stale = await outbox.unsent(runtime.db)
     for notification_id in stale:
-        try:
-            await runtime.enqueue(
-                "send_notification", notification_id, job_id=f"notification:{notification_id}"
-            )
-        except (RedisError, OSError) as exc:
-            log.warning("enqueue_failed", notification_id=notification_id, error=str(exc))
+        await runtime.enqueue_committed(
+            "send_notification", notification_id, job_id=f"notification:{notification_id}"
+        )
     return f"queued {len(dues)}, escalated {len(escalated.live)}, resent {len(stale)}"

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from redis.exceptions import RedisError
 from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -93,16 +92,13 @@ async def enqueue_dues(runtime: Runtime, dues: Sequence[Due]) -> None:
     for due in dues:
         if due.due_at > horizon:
             continue  # the sweep queues it when its time comes near
-        try:
-            await runtime.enqueue(
-                "fire_reminder",
-                due.reminder_id,
-                due.due_at.isoformat(),
-                job_id=due.job_id,
-                defer_until=due.due_at,
-            )
-        except (RedisError, OSError) as exc:
-            log.warning("enqueue_failed", reminder_id=due.reminder_id, error=str(exc))
+        await runtime.enqueue_committed(
+            "fire_reminder",
+            due.reminder_id,
+            due.due_at.isoformat(),
+            job_id=due.job_id,
+            defer_until=due.due_at,
+        )
 
 
 # --- the automatic callback, inside the ingest transaction ----------------------------------
