@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.auth.access import (
+    can_see_assigned,
     can_see_conversation,
     may_assign,
     visible_assigned,
@@ -242,6 +243,25 @@ async def deny(
         )
     log.info("denied", action=action, user_id=user.id, target_id=target_id)
     raise Forbidden(reason)
+
+
+async def require_sight(request: web.Request, model: Any, row_id: int, action: str) -> None:
+    """For a lead or reminder (a model with `assignee_id`): a 403, audited, when it is assigned
+    to someone the user may not act for (the rules of hub.auth.access); missing rows pass, and
+    the handler answers 404 for them."""
+    user = current_user(request)
+    async with request.app[RUNTIME].db.read() as session:
+        assignee = await session.scalar(select(model.assignee_id).where(model.id == row_id))
+        allowed = await can_see_assigned(session, user, assignee)
+    if not allowed:
+        what = model.__tablename__.rstrip("s")
+        await deny(
+            request,
+            action,
+            f"{what} {row_id} is assigned to someone else",
+            target_type=what,
+            target_id=row_id,
+        )
 
 
 async def require_role(

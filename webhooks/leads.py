@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
 
 import hub.leads.followups  # noqa: F401  (registers the follow-up rules on stage changes)
-from hub.auth.access import can_see_assigned
 from hub.inbox.live import publish
 from hub.leads.pipelines import pipeline_to_dict
 from hub.leads.reminders import enqueue_dues
 from hub.leads.stages import LeadChangeError, update_lead
 from hub.models import Lead
-from webhooks.api import current_user, deny, int_param, read_json
+from webhooks.api import current_user, int_param, read_json, require_sight
 from webhooks.context import RUNTIME
 from webhooks.responses import error, json_response
 
@@ -21,18 +19,7 @@ async def patch_lead(request: web.Request) -> web.Response:
     lead_id = int_param(request.match_info["lead_id"], "id")
     data = await read_json(request)
     runtime = request.app[RUNTIME]
-    user = current_user(request)
-    async with runtime.db.read() as session:
-        assignee = await session.scalar(select(Lead.assignee_id).where(Lead.id == lead_id))
-        allowed = await can_see_assigned(session, user, assignee)
-    if not allowed:
-        await deny(
-            request,
-            "lead.update",
-            f"lead {lead_id} is assigned to someone else",
-            target_type="lead",
-            target_id=lead_id,
-        )
+    await require_sight(request, Lead, lead_id, "lead.update")
     try:
         async with runtime.db.write() as session:
             result = await update_lead(

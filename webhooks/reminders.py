@@ -7,10 +7,9 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.auth.access import can_see_assigned, visible_assigned
+from hub.auth.access import visible_assigned
 from hub.inbox.live import LiveEvent, publish
 from hub.leads.reminders import (
     STATUSES,
@@ -30,11 +29,11 @@ from hub.notify.prefs import PrefsError, load_prefs, prefs_to_dict, update_prefs
 from webhooks.api import (
     BadRequest,
     current_user,
-    deny,
     int_param,
     keyset_by_id,
     page_limit,
     read_json,
+    require_sight,
     split_page,
 )
 from webhooks.context import RUNTIME
@@ -111,39 +110,21 @@ async def post_reminder(request: web.Request) -> web.Response:
     return await _apply(request, lambda session: create_reminder(session, data), status=201)
 
 
-async def _check_sight(request: web.Request, reminder_id: int) -> None:
-    """A reminder assigned to someone the user may not act for: 403 with the reason, audited."""
-    user = current_user(request)
-    async with request.app[RUNTIME].db.read() as session:
-        assignee = await session.scalar(
-            select(Reminder.assignee_id).where(Reminder.id == reminder_id)
-        )
-        allowed = await can_see_assigned(session, user, assignee)
-    if not allowed:
-        await deny(
-            request,
-            "reminder.update",
-            f"reminder {reminder_id} is assigned to someone else",
-            target_type="reminder",
-            target_id=reminder_id,
-        )
-
-
 async def post_done(request: web.Request) -> web.Response:
     reminder_id = _reminder_id(request)
-    await _check_sight(request, reminder_id)
+    await require_sight(request, Reminder, reminder_id, "reminder.update")
     return await _apply(request, lambda session: mark_done(session, reminder_id))
 
 
 async def post_cancel(request: web.Request) -> web.Response:
     reminder_id = _reminder_id(request)
-    await _check_sight(request, reminder_id)
+    await require_sight(request, Reminder, reminder_id, "reminder.update")
     return await _apply(request, lambda session: cancel(session, reminder_id))
 
 
 async def post_snooze(request: web.Request) -> web.Response:
     reminder_id = _reminder_id(request)
-    await _check_sight(request, reminder_id)
+    await require_sight(request, Reminder, reminder_id, "reminder.update")
     data = await read_json(request)
     try:
         minutes = parse_minutes(data.get("minutes"))
